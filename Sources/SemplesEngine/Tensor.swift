@@ -1,0 +1,190 @@
+import Foundation
+
+/// A tensor shape of rank 0…6, stored inline so that making a view never allocates.
+public struct Shape: Equatable, CustomStringConvertible, Sendable {
+    public private(set) var rank: Int
+    private var storage: (Int, Int, Int, Int, Int, Int)
+
+    public init(_ dims: [Int]) {
+        precondition(dims.count <= 6, "rank \(dims.count) > 6 is not supported")
+        precondition(dims.allSatisfy { $0 >= 0 }, "negative dimension in \(dims)")
+        rank = dims.count
+        storage = (0, 0, 0, 0, 0, 0)
+        for (i, d) in dims.enumerated() { self[i] = d }
+    }
+
+    public subscript(_ i: Int) -> Int {
+        get {
+            precondition(i >= 0 && i < rank, "axis \(i) out of range for rank \(rank)")
+            switch i {
+            case 0: return storage.0
+            case 1: return storage.1
+            case 2: return storage.2
+            case 3: return storage.3
+            case 4: return storage.4
+            default: return storage.5
+            }
+        }
+        set {
+            precondition(i >= 0 && i < 6, "axis \(i) out of range")
+            switch i {
+            case 0: storage.0 = newValue
+            case 1: storage.1 = newValue
+            case 2: storage.2 = newValue
+            case 3: storage.3 = newValue
+            case 4: storage.4 = newValue
+            default: storage.5 = newValue
+            }
+        }
+    }
+
+    /// Number of elements (1 for rank 0).
+    public var count: Int {
+        var n = 1
+        for i in 0..<rank { n *= self[i] }
+        return n
+    }
+
+    public var dims: [Int] { (0..<rank).map { self[$0] } }
+    public var description: String { "[" + dims.map(String.init).joined(separator: ", ") + "]" }
+
+    public static func == (a: Shape, b: Shape) -> Bool {
+        guard a.rank == b.rank else { return false }
+        for i in 0..<a.rank where a[i] != b[i] { return false }
+        return true
+    }
+}
+
+/// A non-owning view of contiguous row-major float32 memory: pointer + shape.
+/// Views are cheap values; the memory belongs to a `Tensor` or an `Arena`.
+public struct TensorView: @unchecked Sendable {
+    public let data: UnsafeMutablePointer<Float>
+    public let shape: Shape
+
+    public init(_ data: UnsafeMutablePointer<Float>, _ shape: Shape) {
+        self.data = data
+        self.shape = shape
+    }
+
+    public init(_ data: UnsafeMutablePointer<Float>, _ dims: [Int]) {
+        self.init(data, Shape(dims))
+    }
+
+    public var count: Int { shape.count }
+
+    /// The same memory seen with another shape of equal element count.
+    public func reshaped(_ dims: [Int]) -> TensorView {
+        let s = Shape(dims)
+        precondition(s.count == count, "cannot reshape \(shape) to \(s)")
+        return TensorView(data, s)
+    }
+
+    /// Sub-view of rows [start, start+length) along axis 0.
+    public func rows(_ start: Int, _ length: Int) -> TensorView {
+        precondition(shape.rank >= 1 && start >= 0 && start + length <= shape[0],
+                     "rows \(start)..<\(start + length) out of range for \(shape)")
+        let inner = count / max(shape[0], 1)
+        var s = shape
+        s[0] = length
+        return TensorView(data + start * inner, s)
+    }
+
+    /// The i-th slice along axis 0 (rank reduced by one).
+    public subscript(_ i: Int) -> TensorView {
+        precondition(shape.rank >= 1 && i >= 0 && i < shape[0], "index \(i) out of range for \(shape)")
+        let inner = count / shape[0]
+        return TensorView(data + i * inner, Shape(Array(shape.dims.dropFirst())))
+    }
+
+    public func fill(_ value: Float) {
+        data.update(repeating: value, count: count)
+    }
+
+    public func zero() { fill(0) }
+
+    public func copy(from other: TensorView) {
+        precondition(other.count == count, "copy of \(other.shape) into \(shape)")
+        data.update(from: other.data, count: count)
+    }
+
+    public var buffer: UnsafeMutableBufferPointer<Float> {
+        UnsafeMutableBufferPointer(start: data, count: count)
+    }
+
+    /// Copies the contents into a Swift array (tests and I/O, never hot paths).
+    public func toArray() -> [Float] { Array(buffer) }
+}
+
+/// An owning float32 tensor; memory is 64-byte aligned and zero-initialised.
+public final class Tensor: @unchecked Sendable {
+    public let shape: Shape
+    public let data: UnsafeMutablePointer<Float>
+
+    public init(_ dims: [Int]) {
+        shape = Shape(dims)
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(shape.count, 1) * 4, alignment: 64)
+        data = raw.bindMemory(to: Float.self, capacity: max(shape.count, 1))
+        data.initialize(repeating: 0, count: max(shape.count, 1))
+    }
+
+    public convenience init(_ dims: [Int], values: [Float]) {
+        self.init(dims)
+        precondition(values.count == shape.count, "\(values.count) values for shape \(shape)")
+        values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    deinit { data.deallocate() }
+
+    public var count: Int { shape.count }
+    public var view: TensorView { TensorView(data, shape) }
+    public func toArray() -> [Float] { view.toArray() }
+}
+
+/// A bump allocator for activations and scratch space. Allocation is O(1) and never calls malloc
+/// after construction; `reset()` frees everything at once (e.g. at the start of each step).
+public final class Arena: @unchecked Sendable {
+    public let capacity: Int
+    public private(set) var used = 0
+    public private(set) var highWater = 0
+    private let base: UnsafeMutablePointer<Float>
+
+    /// capacity: in float32 elements.
+    public init(capacity: Int) {
+        self.capacity = capacity
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 16) * 4, alignment: 64)
+        base = raw.bindMemory(to: Float.self, capacity: max(capacity, 16))
+    }
+
+    deinit { base.deallocate() }
+
+    /// A view of `dims` elements, 16-float (64-byte) aligned. Contents are unspecified.
+    public func allocate(_ dims: [Int]) -> TensorView {
+        allocate(Shape(dims))
+    }
+
+    public func allocate(_ shape: Shape) -> TensorView {
+        let n = (shape.count + 15) & ~15
+        precondition(used + n <= capacity,
+                     "arena overflow: need \(n) floats, \(capacity - used) of \(capacity) left")
+        let v = TensorView(base + used, shape)
+        used += n
+        highWater = max(highWater, used)
+        return v
+    }
+
+    /// Allocates and zero-fills.
+    public func zeros(_ dims: [Int]) -> TensorView {
+        let v = allocate(dims)
+        v.zero()
+        return v
+    }
+
+    /// Marks a position to roll back to.
+    public var mark: Int { used }
+    public func release(to mark: Int) {
+        precondition(mark <= used, "arena release past the current position")
+        used = mark
+    }
+
+    public func reset() { used = 0 }
+}
