@@ -77,7 +77,6 @@ final class PthTests: XCTestCase {
     }
 
     func testTorchLoadsOurCheckpoints() throws {
-        guard let py = python(with: ["torch", "safetensors"]) else { throw XCTSkip("python with torch not available") }
         let dir = temporaryDirectory(self)
         let w = Tensor([3, 2], values: [1, 2, 3, 4, 5, -6])
         let prompts = Tensor([2, 3, 4], values: (0..<24).map { Float($0) * 0.5 })
@@ -103,7 +102,7 @@ final class PthTests: XCTestCase {
         assert r['epoch'] == 7
         print('ok')
         """
-        let (status, out) = runProcess(py, ["-c", script, dir, fixture("torch/checkpoint.pth")])
+        let (status, out) = try runPython(script, modules: ["torch"], arguments: [dir, fixture("torch/checkpoint.pth")])
         XCTAssertEqual(status, 0, out)
         XCTAssertTrue(out.contains("ok"), out)
     }
