@@ -60,12 +60,18 @@ final class CRFTests: XCTestCase {
             let q = DenseCRF.marginals(labels: c.labels, labelCount: c.labelCount, image: c.image,
                                        width: c.width, height: c.height, parameters: p)
             let reference = t[key]!.toArray()  // [L, H, W]
-            var worst: Float = 0
+            XCTAssertTrue(q.allSatisfy { $0.isFinite && $0 >= 0 && $0 <= 1 })
+            var worst: Float = 0, total: Float = 0
             for i in 0..<n {
-                for l in 0..<c.labelCount { worst = max(worst, abs(q[i * c.labelCount + l] - reference[l * n + i])) }
+                for l in 0..<c.labelCount {
+                    let difference = abs(q[i * c.labelCount + l] - reference[l * n + i])
+                    if !(difference <= worst) { worst = difference }
+                    total += reference[l * n + i]
+                }
             }
+            XCTAssertEqual(total, Float(n), accuracy: 0.01 * Float(n), "reference marginals sum to one per pixel")
             XCTAssertLessThan(worst, 1e-4, "\(iterations) iterations: largest marginal difference \(worst)")
-            print("dense CRF marginals after \(iterations) iterations: largest difference from pydensecrf \(worst)")
+            print("dense CRF marginals after \(iterations) iterations: largest difference from pydensecrf \(worst); q[5] \(q[5]) vs \(reference[(5 % c.labelCount) * n + 5 / c.labelCount])")
         }
     }
 
