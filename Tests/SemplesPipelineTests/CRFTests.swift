@@ -117,3 +117,31 @@ final class CRFTests: XCTestCase {
         XCTAssertEqual(DenseCRF.refine(labels: labels, labelCount: 3, image: image, width: w, height: h, parameters: .coco), labels)
     }
 }
+
+/// Timing of the CRF on a VOC-sized image; runs only when SEMPLES_CRF_BENCH is set (speed is
+/// reported, never asserted).
+final class CRFBenchmarkTests: XCTestCase {
+    func testTimeOnVOCSizedImage() throws {
+        guard ProcessInfo.processInfo.environment["SEMPLES_CRF_BENCH"] != nil else {
+            throw XCTSkip("set SEMPLES_CRF_BENCH=1 to time the dense CRF on a 500×375 image")
+        }
+        let (w, h, labelCount) = (500, 375, 3)
+        var rng = SeededGenerator(seed: 3)
+        var image = [UInt8](repeating: 0, count: w * h * 3)
+        var labels = [UInt8](repeating: 0, count: w * h)
+        for y in 0..<h {
+            for x in 0..<w {
+                let inside = (x - 250) * (x - 250) / 4 + (y - 180) * (y - 180) < 90 * 90
+                let base: Float = inside ? 180 : 70
+                for c in 0..<3 { image[(y * w + x) * 3 + c] = UInt8(max(0, min(255, base + 20 * rng.nextNormal()))) }
+                labels[y * w + x] = inside ? (x < 250 ? 1 : 2) : 0
+                if rng.nextUniform() < 0.1 { labels[y * w + x] = UInt8(Int(rng.nextUniform() * 2.999)) }
+            }
+        }
+        let start = Date()
+        let out = DenseCRF.refine(labels: labels, labelCount: labelCount, image: image, width: w, height: h, parameters: .voc)
+        let seconds = Date().timeIntervalSince(start)
+        XCTAssertEqual(out.count, w * h)
+        print("dense CRF 500×375, 3 labels, 10 iterations: \(String(format: "%.3f", seconds)) s")
+    }
+}

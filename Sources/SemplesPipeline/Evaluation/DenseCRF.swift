@@ -74,16 +74,25 @@ public enum DenseCRF {
         var q = [Float](repeating: 0, count: n * L)
         var energy = [Float](repeating: 0, count: n * L)
         var filtered = [Float](repeating: 0, count: n * L)
-        for i in 0..<(n * L) { energy[i] = -unary[i] }
-        expAndNormalize(energy, into: &q, labelCount: L)
-        for _ in 0..<parameters.iterations {
+        let kernels = [(gaussian, parameters.gaussianCompatibility), (bilateral, parameters.bilateralCompatibility)]
+        unary.withUnsafeBufferPointer { unary in
+        q.withUnsafeMutableBufferPointer { q in
+        energy.withUnsafeMutableBufferPointer { energy in
+        filtered.withUnsafeMutableBufferPointer { filtered in
             for i in 0..<(n * L) { energy[i] = -unary[i] }
-            for (kernel, weight) in [(gaussian, parameters.gaussianCompatibility), (bilateral, parameters.bilateralCompatibility)] {
-                kernel.apply(q, into: &filtered, valueSize: L)
-                // Potts: the pairwise term is −w·K̃Q, subtracted from the energy.
-                for i in 0..<(n * L) { energy[i] -= -weight * filtered[i] }
+            expAndNormalize(UnsafePointer(energy.baseAddress!), into: q.baseAddress!, count: n, labelCount: L)
+            for _ in 0..<parameters.iterations {
+                for i in 0..<(n * L) { energy[i] = -unary[i] }
+                for (kernel, weight) in kernels {
+                    kernel.apply(UnsafePointer(q.baseAddress!), into: filtered.baseAddress!, valueSize: L)
+                    // Potts: the pairwise term is −w·K̃Q, subtracted from the energy.
+                    for i in 0..<(n * L) { energy[i] -= -weight * filtered[i] }
+                }
+                expAndNormalize(UnsafePointer(energy.baseAddress!), into: q.baseAddress!, count: n, labelCount: L)
             }
-            expAndNormalize(energy, into: &q, labelCount: L)
+        }
+        }
+        }
         }
         return q
     }
@@ -124,22 +133,21 @@ public enum DenseCRF {
         return f
     }
 
-    /// Per point: subtract the maximum, exponentiate, divide by the sum. in, out: [N, L].
-    static func expAndNormalize(_ input: [Float], into out: inout [Float], labelCount L: Int) {
-        let n = input.count / L
-        input.withUnsafeBufferPointer { x in
-            out.withUnsafeMutableBufferPointer { y in
-                for i in 0..<n {
-                    var m = x[i * L]
-                    for l in 1..<L { m = max(m, x[i * L + l]) }
-                    var s: Float = 0
-                    for l in 0..<L {
-                        let e = expf(x[i * L + l] - m)
-                        y[i * L + l] = e
-                        s += e
-                    }
-                    for l in 0..<L { y[i * L + l] /= s }
+    /// Per point: subtract the maximum, exponentiate, divide by the sum. x, y: [N, L].
+    static func expAndNormalize(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int, labelCount L: Int) {
+        let chunk = 4096
+        Parallel.forEach((n + chunk - 1) / chunk) { block in
+            for i in (block * chunk)..<min(n, (block + 1) * chunk) {
+                let a = x + i * L, b = y + i * L
+                var m = a[0]
+                for l in 1..<L { m = max(m, a[l]) }
+                var s: Float = 0
+                for l in 0..<L {
+                    let e = expf(a[l] - m)
+                    b[l] = e
+                    s += e
                 }
+                for l in 0..<L { b[l] /= s }
             }
         }
     }
@@ -165,17 +173,19 @@ final class NormalizedKernel {
     }
 
     /// out = K̃ q. q, out: [N, valueSize].
-    func apply(_ q: [Float], into out: inout [Float], valueSize v: Int) {
+    func apply(_ q: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, valueSize v: Int) {
         let n = lattice.pointCount
         var scaled = [Float](repeating: 0, count: n * v)
-        for i in 0..<n {
-            for c in 0..<v { scaled[i * v + c] = q[i * v + c] * norm[i] }
-        }
-        scaled.withUnsafeBufferPointer { x in
-            out.withUnsafeMutableBufferPointer { y in lattice.filter(x.baseAddress!, into: y.baseAddress!, valueSize: v) }
-        }
-        for i in 0..<n {
-            for c in 0..<v { out[i * v + c] *= norm[i] }
+        norm.withUnsafeBufferPointer { norm in
+            scaled.withUnsafeMutableBufferPointer { scaled in
+                for i in 0..<n {
+                    for c in 0..<v { scaled[i * v + c] = q[i * v + c] * norm[i] }
+                }
+                lattice.filter(UnsafePointer(scaled.baseAddress!), into: out, valueSize: v)
+            }
+            for i in 0..<n {
+                for c in 0..<v { out[i * v + c] *= norm[i] }
+            }
         }
     }
 }

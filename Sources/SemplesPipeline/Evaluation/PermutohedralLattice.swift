@@ -1,4 +1,5 @@
 import Foundation
+import SemplesEngine
 
 /// Gaussian filtering in a d-dimensional feature space with the permutohedral lattice
 /// (Adams, Baek and Davis 2010), built as the dense-CRF code builds it: features are elevated onto
@@ -17,6 +18,12 @@ final class PermutohedralLattice {
     private var weights: [Float]
     /// [(d+1) × M × 2]: the two neighbours of every vertex along each lattice direction, −1 if absent.
     private var neighbours: [Int32] = []
+    /// The splat as a gather: vertex m receives the (point, weight) pairs
+    /// splatPoints/splatWeights[splatStart[m] ..< splatStart[m+1]], in ascending point order, so the
+    /// sums round exactly as a point-by-point scatter does, and vertices can be filled in parallel.
+    private var splatStart: [Int32] = []
+    private var splatPoints: [Int32] = []
+    private var splatWeights: [Float] = []
 
     /// features: [N, d] row-major, already divided by the kernel widths.
     init(features: UnsafePointer<Float>, dimension d: Int, count n: Int) {
@@ -118,12 +125,29 @@ final class PermutohedralLattice {
                 neighbours[(j * m + i) * 2 + 1] = Int32(n2.withUnsafeBufferPointer { table.find($0.baseAddress!, create: false) })
             }
         }
+
+        // Gather lists for the splat (counting sort by vertex keeps points ascending).
+        let entries = n * (d + 1)
+        var start = [Int32](repeating: 0, count: m + 1)
+        for e in 0..<entries { start[Int(offsets[e]) + 1] += 1 }
+        for i in 0..<m { start[i + 1] += start[i] }
+        var fill = Array(start[0..<m])
+        splatPoints = [Int32](repeating: 0, count: entries)
+        splatWeights = [Float](repeating: 0, count: entries)
+        for e in 0..<entries {
+            let vertex = Int(offsets[e])
+            let slot = Int(fill[vertex])
+            fill[vertex] += 1
+            splatPoints[slot] = Int32(e / (d + 1))
+            splatWeights[slot] = weights[e]
+        }
+        splatStart = start
     }
 
     /// Filters `valueSize` channels per point: input, output [N, valueSize] point-major.
     /// output may alias input.
     func filter(_ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, valueSize v: Int) {
-        let d = dimension, m = vertexCount
+        let d = dimension, m = vertexCount, n = pointCount
         // Slot 0 stands for absent neighbours and stays 0; vertex i lives at slot i+1.
         let slots = (m + 2) * v
         var current = UnsafeMutablePointer<Float>.allocate(capacity: slots)
@@ -134,46 +158,62 @@ final class PermutohedralLattice {
             current.deallocate()
             next.deallocate()
         }
+        let chunk = 4096
         offsets.withUnsafeBufferPointer { offsets in
         weights.withUnsafeBufferPointer { weights in
         neighbours.withUnsafeBufferPointer { neighbours in
-            // Splat.
-            for i in 0..<pointCount {
-                let x = input + i * v
-                for j in 0...d {
-                    let o = (Int(offsets[i * (d + 1) + j]) + 1) * v
-                    let w = weights[i * (d + 1) + j]
-                    for c in 0..<v { current[o + c] += w * x[c] }
+        splatStart.withUnsafeBufferPointer { start in
+        splatPoints.withUnsafeBufferPointer { points in
+        splatWeights.withUnsafeBufferPointer { splatWeights in
+            // Splat, gathered per vertex.
+            let splatTarget = current
+            Parallel.forEach((m + chunk - 1) / chunk) { block in
+                for vertex in (block * chunk)..<min(m, (block + 1) * chunk) {
+                    let y = splatTarget + (vertex + 1) * v
+                    for e in Int(start[vertex])..<Int(start[vertex + 1]) {
+                        let x = input + Int(points[e]) * v
+                        let w = splatWeights[e]
+                        for c in 0..<v { y[c] += w * x[c] }
+                    }
                 }
             }
             // Blur along each lattice direction.
             for j in 0...d {
-                for i in 0..<m {
-                    let old = current + (i + 1) * v
-                    let new = next + (i + 1) * v
-                    let a = current + (Int(neighbours[(j * m + i) * 2]) + 1) * v
-                    let b = current + (Int(neighbours[(j * m + i) * 2 + 1]) + 1) * v
-                    for c in 0..<v { new[c] = old[c] + 0.5 * (a[c] + b[c]) }
+                let (from, to) = (current, next)
+                Parallel.forEach((m + chunk - 1) / chunk) { block in
+                    for i in (block * chunk)..<min(m, (block + 1) * chunk) {
+                        let old = from + (i + 1) * v
+                        let new = to + (i + 1) * v
+                        let a = from + (Int(neighbours[(j * m + i) * 2]) + 1) * v
+                        let b = from + (Int(neighbours[(j * m + i) * 2 + 1]) + 1) * v
+                        for c in 0..<v { new[c] = old[c] + 0.5 * (a[c] + b[c]) }
+                    }
                 }
                 swap(&current, &next)
             }
             // Slice. The reference multiplies weight·value·alpha for one or two channels and
             // (weight·alpha)·value for more; the order is kept so results round the same way.
             let alpha: Float = 1 / (1 + powf(2, -Float(d)))
-            for i in 0..<pointCount {
-                let y = output + i * v
-                for c in 0..<v { y[c] = 0 }
-                for j in 0...d {
-                    let o = (Int(offsets[i * (d + 1) + j]) + 1) * v
-                    let w = weights[i * (d + 1) + j]
-                    if v <= 2 {
-                        for c in 0..<v { y[c] += w * current[o + c] * alpha }
-                    } else {
-                        let wa = w * alpha
-                        for c in 0..<v { y[c] += wa * current[o + c] }
+            let values = current
+            Parallel.forEach((n + chunk - 1) / chunk) { block in
+                for i in (block * chunk)..<min(n, (block + 1) * chunk) {
+                    let y = output + i * v
+                    for c in 0..<v { y[c] = 0 }
+                    for j in 0...d {
+                        let o = (Int(offsets[i * (d + 1) + j]) + 1) * v
+                        let w = weights[i * (d + 1) + j]
+                        if v <= 2 {
+                            for c in 0..<v { y[c] += w * values[o + c] * alpha }
+                        } else {
+                            let wa = w * alpha
+                            for c in 0..<v { y[c] += wa * values[o + c] }
+                        }
                     }
                 }
             }
+        }
+        }
+        }
         }
         }
         }
