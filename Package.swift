@@ -58,6 +58,7 @@ let package = Package(
         .testTarget(name: "SemplesEngineTests", dependencies: ["SemplesEngine"]),
         .testTarget(name: "SemplesFormatsTests", dependencies: ["SemplesFormats"]),
         .testTarget(name: "SemplesModelsTests", dependencies: ["SemplesModels"]),
+        .testTarget(name: "SemplesManifestTests", dependencies: ["SemplesManifest"]),
         .testTarget(name: "SemplesPipelineTests", dependencies: ["SemplesPipeline"]),
         .testTarget(name: "SemplesSpoolTests", dependencies: ["SemplesSpool"]),
     ]
