@@ -33,10 +33,15 @@ public struct CLIPTextFeatures {
     /// [N, E], each row of unit length.
     public let features: Tensor
 
-    /// Encodes `texts` (e.g. the class prompts) in one batch.
-    public init(texts: [String], model: CLIPModel, tokenizer: CLIPTokenizer) {
+    /// Encodes `texts` (e.g. the class prompts) in one batch. Throws when a token id falls
+    /// outside the model's vocabulary (weights that do not belong to this tokenizer).
+    public init(texts: [String], model: CLIPModel, tokenizer: CLIPTokenizer) throws {
         self.texts = texts
         let ids = texts.map { tokenizer.tokenize($0, contextLength: model.config.contextLength) }
+        let V = model.config.vocabularySize
+        if let bad = ids.flatMap({ $0 }).first(where: { Int($0) >= V }) {
+            throw CLIPVocabularyMismatch(tokenId: bad, vocabularySize: V)
+        }
         let T = (CLIPTextEncoder.endPositions(ids).max() ?? 0) + 1
         let arena = Arena(capacity: model.text.arenaSize(batch: max(ids.count, 1), tokens: T, backward: false)
                           + ids.count * T * model.config.textWidth + 64)
@@ -46,8 +51,18 @@ public struct CLIPTextFeatures {
     }
 
     /// The class prompts "a photo of {name}." of `names`.
-    public init(classNames names: [String], model: CLIPModel, tokenizer: CLIPTokenizer) {
-        self.init(texts: names.map(CLIPClassNames.prompt), model: model, tokenizer: tokenizer)
+    public init(classNames names: [String], model: CLIPModel, tokenizer: CLIPTokenizer) throws {
+        try self.init(texts: names.map(CLIPClassNames.prompt), model: model, tokenizer: tokenizer)
+    }
+}
+
+/// A token id the model's embedding table does not have.
+public struct CLIPVocabularyMismatch: Error, CustomStringConvertible {
+    public let tokenId: Int32
+    public let vocabularySize: Int
+    public var description: String {
+        "token id \(tokenId) is outside the model's vocabulary of \(vocabularySize) tokens; the weights do not "
+            + "belong to the CLIP BPE vocabulary (OpenAI's models have 49408 tokens)"
     }
 }
 

@@ -6,8 +6,9 @@ public struct CLIPVocabularyMissing: Error, CustomStringConvertible {
     public let searched: [String]
 
     public var description: String {
-        "CLIP vocabulary '\(CLIPTokenizer.vocabularyFileName)' not found; looked at: "
-            + searched.map { "'\($0)'" }.joined(separator: ", ")
+        "CLIP vocabulary '\(CLIPTokenizer.vocabularyFileName)' not found; "
+            + (searched.isEmpty ? "no path, no \(CLIPTokenizer.vocabularyEnvironmentKey) and no weights folder was given"
+               : "looked at " + searched.map { "'\($0)'" }.joined(separator: ", "))
             + ". Get it from OpenAI's CLIP repository (clip/\(CLIPTokenizer.vocabularyFileName), about 1.3 MB) "
             + "and put it in the folder of the CLIP weights, or set \(CLIPTokenizer.vocabularyEnvironmentKey) "
             + "to its path."
