@@ -4,4 +4,5 @@ import ArgumentParser
 let commandList: [ParsableCommand.Type] = [
     RunCommand.self,
     BenchCommand.self,
+    ClipCommand.self,
 ]
