@@ -79,7 +79,7 @@ final class CLIPModelTests: XCTestCase {
         let W = model.config.textWidth, E = model.config.embedDimension
         let ends = CLIPTextEncoder.endPositions(ids)
         let T = ends.max()! + 1
-        let arena = Arena(capacity: model.text.arenaSize(batch: B, tokens: T, backward: true) + B * T * W * 2)
+        let arena = Arena(capacity: model.text.arenaSize(batch: B, tokens: T, backward: true) + B * T * W)
 
         let encoded = Tensor([B, E])
         model.text.encode(ids, into: encoded.view, arena: arena)
@@ -108,7 +108,7 @@ final class CLIPModelTests: XCTestCase {
         let (_, template) = try Self.tiny()
         let prompts = g["prompts"]!, C = prompts.shape[0], L = prompts.shape[1]
         let T = template.endPosition(length: L) + 1
-        let arena = Arena(capacity: model.text.arenaSize(batch: C, tokens: T, backward: true) + C * T * 64 * 2)
+        let arena = Arena(capacity: model.text.arenaSize(batch: C, tokens: T, backward: true))
         let features = Tensor([C, model.config.embedDimension])
         let pass = model.text.encodeBackgroundPrompts(prompts.view, template: template, into: features.view,
                                                       arena: arena, keepActivations: true)
