@@ -79,7 +79,7 @@ final class CLIPModelTests: XCTestCase {
         let W = model.config.textWidth, E = model.config.embedDimension
         let ends = CLIPTextEncoder.endPositions(ids)
         let T = ends.max()! + 1
-        let arena = Arena(capacity: model.text.arenaSize(batch: B, tokens: T, backward: true) + B * T * W * 2)
+        let arena = Arena(capacity: model.text.arenaSize(batch: B, tokens: T, backward: true) + B * T * W)
 
         let encoded = Tensor([B, E])
         model.text.encode(ids, into: encoded.view, arena: arena)
@@ -108,7 +108,7 @@ final class CLIPModelTests: XCTestCase {
         let (_, template) = try Self.tiny()
         let prompts = g["prompts"]!, C = prompts.shape[0], L = prompts.shape[1]
         let T = template.endPosition(length: L) + 1
-        let arena = Arena(capacity: model.text.arenaSize(batch: C, tokens: T, backward: true) + C * T * 64 * 2)
+        let arena = Arena(capacity: model.text.arenaSize(batch: C, tokens: T, backward: true))
         let features = Tensor([C, model.config.embedDimension])
         let pass = model.text.encodeBackgroundPrompts(prompts.view, template: template, into: features.view,
                                                       arena: arena, keepActivations: true)
@@ -130,6 +130,60 @@ final class CLIPModelTests: XCTestCase {
         XCTAssert(layout[36...].allSatisfy { $0 == 0 })
         XCTAssertEqual(t.endPosition(length: 30), 35)
         XCTAssertEqual(t.endPosition(length: 10), 15)
+    }
+
+    func testTorchFilesGiveTheSameParametersAsSafetensors() throws {
+        let reference = try CLIPWeights.read(CLIPTestPaths.fixture("tiny_weights.safetensors"))
+        XCTAssertEqual(reference.count, try Self.tiny().0.parameterShapes.count)
+        // tiny_weights.pth: torch.save(state_dict); tiny_torchscript.pt: torch.jit.save of the
+        // traced model in fp16, as OpenAI ships ViT-B-32.pt.
+        for file in ["tiny_weights.pth", "tiny_torchscript.pt"] {
+            let other = try CLIPWeights.read(CLIPTestPaths.fixture(file))
+            XCTAssertEqual(Set(other.keys), Set(reference.keys), file)
+            for (key, t) in reference {
+                guard let o = other[key] else { continue }
+                XCTAssertEqual(o.shape, t.shape, "\(file) '\(key)'")
+                XCTAssertEqual(o.toArray(), t.toArray(), "\(file) '\(key)'")
+            }
+        }
+        // A training checkpoint keeps the state dict under "model".
+        let path = NSTemporaryDirectory() + "clip-under-model-\(getpid()).pth"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Pth.save(stateDict: reference.map { ($0.key, $0.value.view) }, key: "model", to: path)
+        let nested = try CLIPWeights.read(path)
+        XCTAssertEqual(nested["visual.proj"]?.toArray(), reference["visual.proj"]?.toArray())
+        XCTAssertEqual(nested.count, reference.count)
+    }
+
+    func testTorchScriptArchiveGivesTheGoldenFeatures() throws {
+        let model = try Self.tinyModel(file: "tiny_torchscript.pt"), g = try Self.golden()
+        let images = g["images"]!, B = images.shape[0]
+        let arena = Arena(capacity: model.image.arenaSize(batch: B, backward: false))
+        let features = Tensor([B, model.config.embedDimension])
+        model.image.forward(images.view, into: features.view, arena: arena)
+        XCTAssertLessThan(Self.relativeError(features.view, g["image_features"]!.view), 1e-4)
+    }
+
+    func testUnreadableWeightFilesSayWhy() throws {
+        let dir = NSTemporaryDirectory() + "clip-weights-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        XCTAssertThrowsError(try CLIPModel.load(dir + "/absent.pt")) { XCTAssert("\($0)".contains("absent.pt"), "\($0)") }
+        let junk = dir + "/junk.safetensors"
+        try Data("definitely not weights".utf8).write(to: URL(fileURLWithPath: junk))
+        XCTAssertThrowsError(try CLIPModel.load(junk)) { XCTAssert("\($0)".contains("junk.safetensors"), "\($0)") }
+        // A checkpoint of another model: the configuration cannot be read from it.
+        let other = dir + "/other.safetensors"
+        try SafeTensors.write([("head.weight", Tensor([2, 3]).view)], to: other)
+        XCTAssertThrowsError(try CLIPModel.load(other)) { error in
+            XCTAssert("\(error)".contains("visual.conv1.weight") && "\(error)".contains("other.safetensors"), "\(error)")
+        }
+        // A .pth whose root is neither a state dict nor holds one.
+        let wrapped = dir + "/wrapped.pth"
+        try Pth.save(stateDict: [("visual.proj", Tensor([2, 2]).view)], key: "weights", to: wrapped)
+        XCTAssertThrowsError(try CLIPModel.load(wrapped)) { error in
+            XCTAssert("\(error)".contains("'weights'") && "\(error)".contains("wrapped.pth"), "\(error)")
+        }
     }
 
     func testStrictLoadingReportsEveryProblemAtOnce() throws {
