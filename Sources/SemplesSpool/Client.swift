@@ -107,7 +107,7 @@ extension SpoolReader {
 
     /// Copies a manifest into incoming/ under a dot-name and renames it in, so the daemon never sees
     /// it half-written. Returns the name it has in incoming/.
-    public func submit(path: String, as name: String? = nil) throws -> (name: String, bytes: [UInt8]) {
+    public func submit(path: String, as name: String? = nil) throws -> (name: String, bytes: [UInt8], inode: UInt64) {
         let bytes: [UInt8]
         do { bytes = try Sys.read(path, limit: 64 << 20) } catch {
             throw ClientError(ClientExit.refused, "cannot read '\(path)': \(error)")
@@ -117,11 +117,12 @@ extension SpoolReader {
         do { try Sys.writeAtomically(bytes, to: temporary, mode: 0o664) } catch {
             throw ClientError(ClientExit.refused, "cannot write into '\(layout.incoming)': \(error)")
         }
+        let inode = Sys.info(temporary)?.inode ?? 0
         var candidate = wanted
         var n = 2
         while true {
             do {
-                if try Sys.renameNoReplace(temporary, layout.incoming + "/" + candidate) { return (candidate, bytes) }
+                if try Sys.renameNoReplace(temporary, layout.incoming + "/" + candidate) { return (candidate, bytes, inode) }
             } catch {
                 Sys.remove(temporary)
                 throw ClientError(ClientExit.refused, "cannot move the manifest into '\(layout.incoming)': \(error)")
@@ -133,17 +134,20 @@ extension SpoolReader {
     }
 
     /// The job accepted from a submitted file, or the rejection, once the daemon has looked at it.
-    public func findSubmitted(name: String, bytes: [UInt8], since: Double) -> Result<JobRecord, ClientError>? {
+    public func findSubmitted(name: String, bytes: [UInt8], inode: UInt64, since: Double) -> Result<JobRecord, ClientError>? {
         let print = fingerprint(bytes)
         for id in store.allIDs().reversed() {
             guard let r = store.load(id) else { continue }
-            if r.submitted < since - 1 { break }
-            if r.name == name && r.fingerprint == print { return .success(r) }
+            if r.submitted < since - 60 { break }   // IDs sort by time; allow for clock skew between hosts
+            if r.name == name && r.fingerprint == print && r.inode == inode { return .success(r) }
         }
-        let errorFile = layout.rejected + "/" + stem(name) + ".error.txt"
-        if let info = Sys.info(errorFile), info.modified >= since - 1, Sys.info(layout.incoming + "/" + name) == nil,
-           let text = try? Sys.readString(errorFile, limit: 1 << 20) {
-            return .failure(ClientError(ClientExit.invalidManifest, text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        // Rejected: the file (same inode) is in rejected/, its reason beside it.
+        if Sys.info(layout.incoming + "/" + name)?.inode != inode {
+            for file in ((try? Sys.list(layout.rejected)) ?? []) where !file.hasSuffix(".error.txt") {
+                guard Sys.info(layout.rejected + "/" + file)?.inode == inode,
+                      let text = try? Sys.readString(layout.rejected + "/" + stem(file) + ".error.txt", limit: 1 << 20) else { continue }
+                return .failure(ClientError(ClientExit.invalidManifest, text.trimmingCharacters(in: .whitespacesAndNewlines)))
+            }
         }
         return nil
     }

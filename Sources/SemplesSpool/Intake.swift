@@ -60,10 +60,10 @@ extension Daemon {
     /// so signals and job exits are still handled during a burst.
     func intake(now: Double) {
         intakeBacklog = false
-        guard diskHold == nil else { return }
         var budget = 200
         for (name, candidate) in candidates {
             if budget == 0 { intakeBacklog = true; break }
+            if diskHold != nil && !name.hasSuffix(".cancel") { continue }   // held: only cancel requests get through
             let path = layout.incoming + "/" + name
             guard let info = Sys.info(path) else { candidates[name] = nil; continue }
             if info.size != candidate.size || info.modified != candidate.modified || info.inode != candidate.inode {
@@ -149,6 +149,7 @@ extension Daemon {
                                        state: .queued, submitted: Sys.now())
                 record.fingerprint = fingerprint(bytes)
                 record.size = bytes.count
+                record.inode = Sys.info(path)?.inode
                 record.reason = summary.map { "\($0.job) job" }
                 try store.save(record)
             }

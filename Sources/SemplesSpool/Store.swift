@@ -87,6 +87,8 @@ public struct JobRecord: Codable, Equatable {
     /// FNV-1a of the manifest bytes, so `submit` can find its job.
     public var fingerprint: String?
     public var size: Int?
+    /// The inode the file had in incoming/ (a rename keeps it), so `submit` can find its job.
+    public var inode: UInt64?
 
     public init(id: String, name: String, outbox: String, manifest: String, state: JobState, submitted: Double) {
         self.id = id; self.name = name; self.outbox = outbox; self.manifest = manifest

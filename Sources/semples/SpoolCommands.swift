@@ -70,7 +70,7 @@ struct SubmitCommand: ParsableCommand {
                     }
                 }
                 let since = Sys.now()
-                let (submitted, bytes) = try reader.submit(path: path, as: name)
+                let (submitted, bytes, inode) = try reader.submit(path: path, as: name)
                 var entry: [String: Any] = ["file": path, "name": submitted, "ok": true]
                 var line = "submitted '\(submitted)'"
                 if !live {
@@ -80,7 +80,7 @@ struct SubmitCommand: ParsableCommand {
                     let deadline = Sys.monotonic() + wait
                     var outcome: Result<JobRecord, ClientError>?
                     while outcome == nil && Sys.monotonic() < deadline {
-                        outcome = reader.findSubmitted(name: submitted, bytes: bytes, since: since)
+                        outcome = reader.findSubmitted(name: submitted, bytes: bytes, inode: inode, since: since)
                         if outcome == nil { Sys.sleep(0.1) }
                     }
                     switch outcome {
@@ -344,10 +344,11 @@ struct ValidateCommand: ParsableCommand {
 
     Exit status: 0 every manifest is valid; 2 at least one is not; 64 bad usage.
     """)
+    @OptionGroup var options: SpoolOptions
     @Argument(help: "Manifest files (YAML or JSON).") var manifests: [String]
-    @Flag(help: "Print JSON instead of text.") var json = false
 
     func run() throws {
+        let json = options.json
         var results: [[String: Any]] = []
         var bad = false
         for path in manifests {

@@ -35,7 +35,7 @@ final class DaemonIntakeTests: XCTestCase {
     }
 
     func testBurstOfAThousandManifestsEachRunOnce() throws {
-        let h = try SpoolHarness(["concurrent_jobs": "4"])
+        let h = try SpoolHarness(["concurrent_jobs": "4", "job_command": "[/bin/true]"])
         try h.start()
         let count = 1000
         // Written elsewhere and renamed in as fast as possible.
@@ -51,9 +51,15 @@ final class DaemonIntakeTests: XCTestCase {
         XCTAssertEqual(Set(records.map { $0.name }).count, count, "every file became exactly one job")
         let folders = try Sys.list(h.layout.outbox)
         XCTAssertEqual(folders.count, count)
+        // The journal holds one "running" line per attempt: exactly one per job.
+        let journal = try Sys.readString(h.layout.journal).split(separator: "\n")
+            .compactMap { try? JSONDecoder().decode(JournalEntry.self, from: Data($0.utf8)) }
+        var starts: [String: Int] = [:]
+        for e in journal where e.state == "running" { starts[e.id, default: 0] += 1 }
         for r in records {
             XCTAssertTrue(Sys.exists(h.outbox(r) + "/result.json"), r.name)
-            XCTAssertEqual(try Sys.readString(h.outbox(r) + "/runs.txt"), r.id + "\n", "\(r.name) ran once")
+            XCTAssertEqual(starts[r.id], 1, "\(r.name) ran once")
+            XCTAssertEqual(r.attempts, 1)
         }
         XCTAssertEqual(try h.stop(), 0)
     }

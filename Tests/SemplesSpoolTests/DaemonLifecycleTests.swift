@@ -223,3 +223,54 @@ extension SpoolHarness {
         try Sys.writeAtomically(lines.joined(separator: "\n") + "\n", to: h.configPath)
     }
 }
+
+/// The submit and validate commands, through the real CLI.
+final class ClientCommandTests: XCTestCase {
+    func testSubmitAndValidate() throws {
+        let h = try SpoolHarness()
+        let good = h.root + "/my job.yaml"
+        let bad = h.root + "/bad.yaml"
+        try Sys.writeAtomically("job: cam\nitems: 1\n", to: good)
+        try Sys.writeAtomically("items: 1\n", to: bad)
+        var (code, out, err) = try h.cli(["validate", good])
+        XCTAssertEqual(code, 0, out + err)
+        (code, out, err) = try h.cli(["validate", "--json", good, bad])
+        XCTAssertEqual(code, 2)
+        let checks = try XCTUnwrap(h.json(out) as? [[String: Any]])
+        XCTAssertEqual(checks.map { $0["ok"] as? Bool }, [true, false])
+        XCTAssertTrue((checks[1]["error"] as? String)?.contains("'job'") == true)
+        // No daemon yet: the file waits in incoming/.
+        try Sys.makeDirectories(h.layout.incoming)
+        (code, out, err) = try h.cli(["submit", good])
+        XCTAssertEqual(code, 0, out + err)
+        XCTAssertTrue(out.contains("no daemon is running"), out)
+        XCTAssertTrue(Sys.exists(h.layout.incoming + "/my job.yaml"))
+        (code, out, err) = try h.cli(["submit", bad])
+        XCTAssertEqual(code, 2, "an invalid manifest is refused before it reaches the spool")
+        XCTAssertFalse(Sys.exists(h.layout.incoming + "/bad.yaml"))
+        try h.start()
+        _ = try h.waitForState("my job.yaml", .succeeded)
+        // With the daemon up, submit waits for the ID; the same name again gets a new one.
+        (code, out, err) = try h.cli(["submit", "--json", good])
+        XCTAssertEqual(code, 0, out + err)
+        let entry = try XCTUnwrap((h.json(out) as? [[String: Any]])?.first)
+        XCTAssertEqual(entry["name"] as? String, "my job.yaml")
+        let id = try XCTUnwrap(entry["id"] as? String)
+        XCTAssertNotNil(h.store.load(id))
+        XCTAssertEqual(h.records().count, 2)
+        (code, out, err) = try h.cli(["submit", "--no-validate", bad])
+        XCTAssertEqual(code, 2, "the daemon's rejection is reported: " + out + err)
+        XCTAssertTrue(out.contains("'job'"), out)
+        (code, out, err) = try h.cli(["status"], environment: ["SEMPLES_SPOOL": "/nonexistent"])
+        XCTAssertEqual(code, 0, "--spool wins over SEMPLES_SPOOL")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binaryFolder() + "/semples")
+        p.arguments = ["status", "--spool", h.root + "/nowhere"]
+        p.standardError = Pipe()
+        p.standardOutput = Pipe()
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 4, "no spool")
+        XCTAssertEqual(try h.stop(), 0)
+    }
+}
