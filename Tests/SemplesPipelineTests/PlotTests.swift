@@ -87,7 +87,7 @@ final class PlotTests: XCTestCase {
 
     func testMeanIoUChartMarksTheBestThreshold() throws {
         let (images, _) = try EvaluationFixtures.sweepImages("voc")
-        var evaluator = CAMEvaluator(dataSet: .voc, mode: .curve(start: 35, end: 60))
+        var evaluator = try CAMEvaluator(dataSet: .voc, mode: .curve(start: 35, end: 60))
         for image in images {
             try evaluator.add(cams: image.cams, groundTruth: image.groundTruth, height: image.height, width: image.width, source: image.id)
         }
