@@ -57,6 +57,16 @@ final class EvaluationTests: XCTestCase {
         }
         XCTAssertEqual(fixed.metrics().bestMeanIoU, expected["fixed_mean_iou"] as! Double, accuracy: 1e-6)
         XCTAssertEqual(fixed.metrics().mode, "fixed")
+
+        // Two workers' evaluators merged give the single evaluator's report.
+        var workers = [try CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: end)),
+                       try CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: end))]
+        for (j, image) in images.enumerated() {
+            try workers[j % 2].add(cams: image.cams, groundTruth: image.groundTruth, height: image.height,
+                                   width: image.width, source: image.id)
+        }
+        workers[0].merge(workers[1])
+        XCTAssertEqual(workers[0].metrics(), metrics)
     }
 
     func testSweepMatchesReferenceVOC() throws { try checkSweep("voc", labelSet: .voc) }

@@ -98,6 +98,14 @@ public struct CAMEvaluator: Sendable {
                        image: image?.pixels, source: source)
     }
 
+    /// Adds the images of another evaluator with the same settings (e.g. one per worker thread).
+    public mutating func merge(_ other: CAMEvaluator) {
+        precondition(other.dataSet == dataSet && other.mode == mode && other.crf == crf, "merging evaluators with different settings")
+        sweep.merge(other.sweep)
+        counts.merge(other.counts)
+        imageCount += other.imageCount
+    }
+
     /// The report over all images added so far.
     public func metrics() -> EvaluationMetrics {
         switch mode {
