@@ -26,7 +26,7 @@ public struct Image8: Equatable, Sendable {
     }
 
     /// The value at (x, y) of channel c.
-    public subscript(x: Int, y: Int, c: Int) -> UInt8 {
+    public subscript(x x: Int, y y: Int, c c: Int) -> UInt8 {
         get { pixels[(y * width + x) * channels + c] }
         set { pixels[(y * width + x) * channels + c] = newValue }
     }
