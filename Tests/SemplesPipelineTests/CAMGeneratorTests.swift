@@ -109,6 +109,25 @@ final class CAMGeneratorTests: XCTestCase {
         }
     }
 
+    /// The committed `.pth` ({'model': state_dict, 'epoch', 'miou'}) loads strictly and gives the
+    /// reference CAMs.
+    func testPthCheckpointGivesReferenceCAMs() throws {
+        let path = Self.fixtures.appendingPathComponent("model.pth").path
+        let model = try Checkpoints.loadWeakTr(path, classCount: 3, reduction: 2, pooling: .max)
+        XCTAssertEqual(model.config, try Self.model().config)
+        let expected = try Self.tensors("cams.safetensors")
+        let cams = CAMGenerator(model: model, scales: [1.0, 1.2])
+            .cams(for: Self.rgb(expected["i0.image"]!), labels: Self.labels[0])
+        for (k, got) in cams {
+            let g = got.toArray(), w = expected["i0.cam\(k)"]!.toArray()
+            XCTAssertLessThanOrEqual(zip(g, w).map { abs($0 - $1) }.max()!, 1e-4, "class \(k)")
+        }
+        XCTAssertThrowsError(try Checkpoints.loadWeakTr(path, classCount: 20, reduction: 8, pooling: .max)) { error in
+            XCTAssertTrue("\(error)".contains("model.pth"), "\(error)")
+            XCTAssertTrue("\(error)".contains("'head.bias': in file [3], in model [20]"), "\(error)")
+        }
+    }
+
     func testNoPositiveLabelGivesNoCAMs() throws {
         let expected = try Self.tensors("cams.safetensors")
         let generator = CAMGenerator(model: try Self.model(), scales: [1.0, 1.2])

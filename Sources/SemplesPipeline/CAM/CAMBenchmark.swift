@@ -63,17 +63,17 @@ public enum CAMBenchmark {
     /// A smooth synthetic RGB image with noise.
     public static func syntheticImage(width: Int, height: Int, seed: UInt64) -> Image8 {
         var rng = SeededGenerator(seed: seed)
-        var img = Image8(width: width, height: height, channels: 3)
+        var pixels = [UInt8](repeating: 0, count: width * height * 3)
         let f = (0..<6).map { _ in 0.02 + 0.1 * rng.nextUniform() }
         for y in 0..<height {
             for x in 0..<width {
                 for c in 0..<3 {
                     let v = 128 + 80 * sin(f[c] * Float(x)) * cos(f[c + 3] * Float(y)) + 10 * rng.nextNormal()
-                    img[x, y, c] = UInt8(max(0, min(255, v.rounded())))
+                    pixels[(y * width + x) * 3 + c] = UInt8(max(0, min(255, v.rounded())))
                 }
             }
         }
-        return img
+        return Image8(width: width, height: height, channels: 3, pixels: pixels)
     }
 
     /// Runs the memory measurement first (fresh workspace), then the timed loop.

@@ -3,6 +3,20 @@ import SemplesEngine
 import SemplesFormats
 import SemplesModels
 
+/// An interleaved 8-bit RGB image already rescaled for one CAM scale (raw-buffer form of Image8).
+public struct CAMInput {
+    public var width: Int
+    public var height: Int
+    public var pixels: [UInt8]      // height·width·3, row-major
+
+    public init(width: Int, height: Int, pixels: [UInt8]) {
+        precondition(pixels.count == width * height * 3, "\(pixels.count) bytes for a \(width)×\(height) RGB image")
+        self.width = width
+        self.height = height
+        self.pixels = pixels
+    }
+}
+
 /// Multi-scale CAM generation of spec §5 with one WeakTr model: for each scale the image and its
 /// mirror go through the model; each fine CAM is stretched (bilinear, align_corners false) to the
 /// first entry's size, absent classes are dropped, flips are undone, everything is summed and each
@@ -34,6 +48,12 @@ public final class CAMGenerator {
             return PILResize.bicubic(image, width: size.width, height: size.height)
         }
         return cams(scaledImages: inputs, labels: labels)
+    }
+
+    /// The same from raw RGB buffers already rescaled for each of `scales`.
+    public func cams(scaledImages inputs: [CAMInput], labels: [Float]) -> [Int: Tensor] {
+        cams(scaledImages: inputs.map { Image8(width: $0.width, height: $0.height, channels: 3, pixels: $0.pixels) },
+             labels: labels)
     }
 
     /// The same from images already rescaled for each of `scales` (same order). Empty when no
