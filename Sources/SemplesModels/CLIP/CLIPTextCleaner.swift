@@ -25,6 +25,8 @@ public enum CLIPTextCleaner {
             // HTML is unescaped here only when the text does not look like markup.
             if !t.contains("<") { t = unescapeHTML(t) }
             t = fixMojibake(t)
+            // Terminal escapes go before control characters, or their ESC would be dropped alone.
+            t = removeTerminalEscapes(t)
             t = mapScalars(t) { s in
                 let v = s.value
                 if v >= 0x80 && v <= 0x9F { return windows1252Character(UInt8(v)) }  // C1 controls
@@ -41,7 +43,6 @@ public enum CLIPTextCleaner {
                 return nil
             }
             t = t.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
-            t = removeTerminalEscapes(t)
             t = t.precomposedStringWithCanonicalMapping
             // Scalar comparison: String's == treats canonically equivalent texts as equal.
             let unchanged = t.unicodeScalars.elementsEqual(current.unicodeScalars)
