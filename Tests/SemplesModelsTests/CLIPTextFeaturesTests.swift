@@ -4,11 +4,12 @@ import XCTest
 @testable import SemplesModels
 
 final class CLIPTextFeaturesTests: XCTestCase {
-    /// A small random model with OpenAI's vocabulary size, so real token ids fit.
+    /// A small random model with OpenAI's vocabulary size, so real token ids fit. Widths of 64
+    /// give one head each, as a configuration read from the weights' shapes has.
     static func smallModel() -> CLIPModel {
-        let config = CLIPConfig(imageResolution: 16, patchSize: 8, visionWidth: 16, visionLayers: 1, visionHeads: 2,
-                                embedDimension: 8, contextLength: 77, vocabularySize: 49408, textWidth: 16,
-                                textLayers: 2, textHeads: 2)
+        let config = CLIPConfig(imageResolution: 16, patchSize: 8, visionWidth: 64, visionLayers: 1, visionHeads: 1,
+                                embedDimension: 8, contextLength: 77, vocabularySize: 49408, textWidth: 64,
+                                textLayers: 2, textHeads: 1)
         let model = CLIPModel(config: config)
         CLIPBenchmark.randomise(model, seed: 7)
         // Larger embeddings than the benchmark's, so that tokens differ visibly in the features.
