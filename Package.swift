@@ -55,7 +55,7 @@ let package = Package(
         ]),
 
         // Tests.
-        .testTarget(name: "SemplesEngineTests", dependencies: ["SemplesEngine"]),
+        .testTarget(name: "SemplesEngineTests", dependencies: ["SemplesEngine", "SemplesFormats"]),
         .testTarget(name: "SemplesFormatsTests", dependencies: ["SemplesFormats"]),
         .testTarget(name: "SemplesModelsTests", dependencies: ["SemplesModels"]),
         .testTarget(name: "SemplesManifestTests", dependencies: ["SemplesManifest"]),

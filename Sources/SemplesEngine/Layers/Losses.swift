@@ -97,7 +97,8 @@ public enum CosineSimilarity {
 }
 
 /// The CLIP similarity losses of spec §3 (means over the P pairs of a batch). clamp is
-/// clamp(s, 1e-4, 0.9999) and its gradient is zero outside [1e-4, 0.9999] (torch passes it at the bounds).
+/// clamp(s, 1e-4, 0.9999) and its gradient is zero outside [1e-4, 0.9999], the bounds compared in double
+/// precision as torch does (torch passes the gradient exactly at the bounds).
 public enum SimilarityLoss {
     public static let lower: Float = 1e-4
     public static let upper: Float = 0.9999
@@ -120,7 +121,8 @@ public enum SimilarityLoss {
         for i in 0..<P {
             let x = s.data[i]
             let c = min(max(x, lower), upper)
-            let inside: Float = (x >= lower && x <= upper) ? 1 : 0
+            // torch compares against the bounds as doubles: 1e-4 as float (9.99999975e-5) is outside.
+            let inside: Float = (Double(x) >= 1e-4 && Double(x) <= 0.9999) ? 1 : 0
             let value: Double, derivative: Float
             switch kind {
             case .negativeLog:
