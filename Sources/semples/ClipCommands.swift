@@ -99,7 +99,7 @@ struct ClipScoreCommand: ParsableCommand {
         if json {
             let object: [String: Any] = ["images": images, "texts": texts,
                                          "similarity": similarity.map { $0.map(Double.init) }]
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
             print(String(decoding: data, as: UTF8.self))
         } else {
             for (i, path) in images.enumerated() {
