@@ -82,9 +82,10 @@ extension Daemon {
             guard settled else { continue }
             // A file written in place may parse only once complete: wait while it still fails to
             // parse, up to three settle periods, before rejecting it.
+            let unchangedFor = max(stableFor, local ? now - info.modified : 0)
             if !candidate.movedIn && info.isRegular && info.size <= Int64(config.maxManifestBytes),
-               stableFor < 3 * max(config.settle, 0.2) {
-                do { _ = try ManifestCheck.validate(path: path, limit: config.maxManifestBytes) } catch let p as ManifestProblem where p.kind == .syntax {
+               unchangedFor < 3 * max(config.settle, 0.2) {
+                do { _ = try ManifestCheck.validate(path: path, folder: layout.incoming, limit: config.maxManifestBytes) } catch let p as ManifestProblem where p.kind == .syntax {
                     continue
                 } catch {}
             }
@@ -132,7 +133,7 @@ extension Daemon {
             guard ext != nil else {
                 throw ManifestProblem(kind: .content, file: name, detail: "not a manifest: expected a name ending in .yaml, .yml or .json")
             }
-            summary = try ManifestCheck.validate(path: path, name: name, limit: config.maxManifestBytes)
+            summary = try ManifestCheck.validate(path: path, name: name, folder: layout.incoming, limit: config.maxManifestBytes)
         } catch {
             reject(name: name, path: path, id: id, problem: "\(error)")
             return
@@ -143,9 +144,14 @@ extension Daemon {
             try Sys.makeDirectories(outboxPath, mode: 0o775)
             let bytes = try Sys.read(path, limit: config.maxManifestBytes)
             try Sys.writeAtomically(bytes, to: outboxPath + "/manifest" + ext!, mode: 0o664)
+            // The copy the job runs: relative paths were taken from incoming/, so they are made
+            // absolute. Written before the ticket exists, so no daemon can start the job without it.
+            let runManifest = "manifests/" + id + ext!
+            let runBytes = summary.map { ManifestCheck.resolvingPaths(bytes, manifest: $0.manifest) } ?? bytes
+            try Sys.writeAtomically(runBytes, to: layout.state + "/" + runManifest, mode: 0o644)
             crashPoint("outbox")
             if store.load(id) == nil {
-                var record = JobRecord(id: id, name: name, outbox: outboxName, manifest: "manifests/" + id + ext!,
+                var record = JobRecord(id: id, name: name, outbox: outboxName, manifest: runManifest,
                                        state: .queued, submitted: Sys.now())
                 record.fingerprint = fingerprint(bytes)
                 record.size = bytes.count
@@ -160,7 +166,7 @@ extension Daemon {
             }
             crashPoint("ticket")
             journal(id, "queued", "accepted '\(name)'")
-            try Sys.rename(path, layout.state + "/" + "manifests/" + id + ext!)
+            Sys.remove(path)
             log.info("accepted '\(name)' as job \(id)")
         } catch {
             log.error("cannot accept '\(name)' (job \(id)): \(error), retrying at the next rescan")
