@@ -107,12 +107,7 @@ extension SpoolReader {
 
     /// Copies a manifest into incoming/ under a dot-name and renames it in, so the daemon never sees
     /// it half-written. Returns the name it has in incoming/.
-    public func submit(path: String, as name: String? = nil) throws -> (name: String, bytes: [UInt8], inode: UInt64) {
-        let bytes: [UInt8]
-        do { bytes = try Sys.read(path, limit: 64 << 20) } catch {
-            throw ClientError(ClientExit.refused, "cannot read '\(path)': \(error)")
-        }
-        let wanted = name ?? baseName(path)
+    public func submit(bytes: [UInt8], name wanted: String) throws -> (name: String, inode: UInt64) {
         let temporary = layout.incoming + "/.submit-\(getpid())-\(UInt32.random(in: 0..<UInt32.max)).tmp"
         do { try Sys.writeAtomically(bytes, to: temporary, mode: 0o664) } catch {
             throw ClientError(ClientExit.refused, "cannot write into '\(layout.incoming)': \(error)")
@@ -122,7 +117,7 @@ extension SpoolReader {
         var n = 2
         while true {
             do {
-                if try Sys.renameNoReplace(temporary, layout.incoming + "/" + candidate) { return (candidate, bytes, inode) }
+                if try Sys.renameNoReplace(temporary, layout.incoming + "/" + candidate) { return (candidate, inode) }
             } catch {
                 Sys.remove(temporary)
                 throw ClientError(ClientExit.refused, "cannot move the manifest into '\(layout.incoming)': \(error)")

@@ -275,8 +275,8 @@ public final class Daemon {
         }
     }
 
-    func journal(_ id: String, _ state: String, _ reason: String?, attempt: Int? = nil) {
-        store.appendJournal(JournalEntry(time: Sys.now(), id: id, state: state, reason: reason, host: host, pid: pid, attempt: attempt))
+    func journal(_ id: String, _ state: String, _ reason: String?, attempt: Int? = nil, sync: Bool = true) {
+        store.appendJournal(JournalEntry(time: Sys.now(), id: id, state: state, reason: reason, host: host, pid: pid, attempt: attempt), sync: sync)
         statusDirty = true
     }
 }

@@ -66,7 +66,7 @@ extension Daemon {
             record.notBefore = nil
             record.pid = nil
             record.pidStart = nil
-            try store.save(record)
+            try store.save(record, sync: false)   // the save with the pid, below, is the durable one
             var environment = Sys.currentEnvironment().filter {
                 !$0.hasPrefix("NOTIFY_SOCKET=") && !$0.hasPrefix("WATCHDOG_") && !$0.hasPrefix("SEMPLESD_CRASH_AT=")
                     && !$0.hasPrefix("SEMPLES_THREADS=") && !$0.hasPrefix("SEMPLES_JOB_ID=") && !$0.hasPrefix("SEMPLES_ATTEMPT=")
@@ -279,8 +279,10 @@ extension Daemon {
         for file in ((try? Sys.list(layout.claimed)) ?? []) where !file.hasPrefix(".") {
             let parts = file.split(separator: "@", maxSplits: 4, omittingEmptySubsequences: false)
             guard parts.count == 5, let owner = Int32(parts[2]), let start = UInt64(parts[3]) else { continue }
+            // This daemon's own claimed files are left over from an accept that failed: retry it.
             let mine = String(parts[1]) == host && owner == pid && start == startTicks
-            guard !mine, String(parts[1]) == host, Sys.processStartTime(owner) != start else { continue }
+            if mine { accept(file: file); continue }
+            guard String(parts[1]) == host, Sys.processStartTime(owner) != start else { continue }
             let adopted = "\(parts[0])@\(ownerTag)@\(parts[4])"
             guard (try? Sys.rename(layout.claimed + "/" + file, layout.claimed + "/" + adopted)) == true else { continue }
             log.notice("finishing the intake of '\(parts[4])' interrupted by a stopped daemon")

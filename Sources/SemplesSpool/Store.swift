@@ -8,10 +8,11 @@ import Glibc
 ///  1. A complete file `incoming/NAME` is claimed by renaming it to `.state/claimed/ID@NAME`;
 ///     of two daemons racing for it, one rename succeeds and the other sees ENOENT.
 ///  2. The claimed manifest is validated. Invalid: `rejected/NAME.error.txt` is written, then the
-///     file is renamed to `rejected/NAME`. Valid: the outbox folder and its manifest copy are made,
-///     the record `.state/jobs/ID.json` is written (fsync, rename, fsync dir), the ticket
-///     `.state/queue/ID` is created, and the claimed file is renamed to `.state/manifests/ID.EXT`.
-///     A daemon starting up finishes whatever claimed files it finds from the step they reached.
+///     file is renamed to `rejected/NAME`. Valid: the outbox folder and its manifest copy, the
+///     manifest the job runs (`.state/manifests/ID.EXT`), the record `.state/jobs/ID.json` and the
+///     ticket `.state/queue/ID` are written, each atomically (temporary name, rename); then one
+///     syncfs makes the whole batch durable, and only then are the claimed files removed. A daemon
+///     starting up finishes whatever claimed files it finds from the step they reached.
 ///  3. The ticket's folder says who may act on the job: `queue/ID` (waiting or waiting to retry),
 ///     `held/ID`, `running/ID@HOST@PID@START` (owned by that daemon). Moving a ticket is a rename,
 ///     so two daemons never start, cancel or hold the same job at once; the mover then rewrites
@@ -122,11 +123,11 @@ public struct JobStore {
     }
 
     /// Persists a record atomically (fsync file, rename, fsync folder).
-    public func save(_ record: JobRecord) throws {
+    public func save(_ record: JobRecord, sync: Bool = true) throws {
         var r = record
         r.updated = Sys.now()
         let data = try Self.encoder.encode(r)
-        try Sys.writeAtomically([UInt8](data), to: layout.record(record.id), mode: 0o644)
+        try Sys.writeAtomically([UInt8](data), to: layout.record(record.id), mode: 0o644, sync: sync)
     }
 
     public func allIDs() -> [String] {
@@ -136,9 +137,9 @@ public struct JobStore {
 
     public func all() -> [JobRecord] { allIDs().compactMap { load($0) } }
 
-    public func appendJournal(_ entry: JournalEntry) {
+    public func appendJournal(_ entry: JournalEntry, sync: Bool = true) {
         guard let data = try? Self.encoder.encode(entry) else { return }
-        try? Sys.appendLine(String(decoding: data, as: UTF8.self), to: layout.journal)
+        try? Sys.appendLine(String(decoding: data, as: UTF8.self), to: layout.journal, sync: sync)
     }
 
     public func journal(for id: String) -> [JournalEntry] {

@@ -89,41 +89,57 @@ public enum Sys {
 
     /// Writes `bytes` to a temporary name beside `path`, fsyncs it, renames it over `path` and fsyncs
     /// the folder: a reader sees the old file or the whole new one, and a crash keeps one of the two.
-    public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o664) throws {
+    /// With `sync: false` the file and folder are not fsynced (still atomic for readers and against
+    /// a crash of this process; a later `syncFilesystem` makes a batch durable at once).
+    public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o664, sync: Bool = true) throws {
         let temporary = directoryName(path) + "/." + baseName(path) + ".tmp-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw fail("open", temporary) }
         do {
             try writeAll(fd, bytes, path: temporary)
-            if fsync(fd) != 0 { throw fail("fsync", temporary) }
+            if sync && fsync(fd) != 0 { throw fail("fsync", temporary) }
         } catch { close(fd); unlink(temporary); throw error }
         close(fd)
         if Glibc.rename(temporary, path) != 0 { let e = fail("rename", path); unlink(temporary); throw e }
-        try syncDirectory(directoryName(path))
+        if sync { try syncDirectory(directoryName(path)) }
     }
 
-    public static func writeAtomically(_ text: String, to path: String, mode: mode_t = 0o664) throws {
-        try writeAtomically(Array(text.utf8), to: path, mode: mode)
+    public static func writeAtomically(_ text: String, to path: String, mode: mode_t = 0o664, sync: Bool = true) throws {
+        try writeAtomically(Array(text.utf8), to: path, mode: mode, sync: sync)
+    }
+
+    /// Flushes everything written on the filesystem holding `path` (syncfs(2); sync(2) if missing):
+    /// one wait for a whole batch instead of one fsync per file.
+    public static func syncFilesystem(_ path: String) throws {
+        typealias SyncFS = @convention(c) (Int32) -> Int32
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw fail("open", path) }
+        defer { close(fd) }
+        if let symbol = dlsym(nil, "syncfs") {
+            if unsafeBitCast(symbol, to: SyncFS.self)(fd) != 0 { throw fail("syncfs", path) }
+        } else {
+            Glibc.sync()
+        }
     }
 
     /// Creates `path` only if it does not exist (O_EXCL), fsynced. False when it already exists.
     @discardableResult
-    public static func createExclusive(_ path: String, contents: [UInt8] = [], mode: mode_t = 0o664) throws -> Bool {
+    public static func createExclusive(_ path: String, contents: [UInt8] = [], mode: mode_t = 0o664, sync: Bool = true) throws -> Bool {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         if fd < 0 { if errno == EEXIST { return false }; throw fail("open", path) }
         defer { close(fd) }
         try writeAll(fd, contents, path: path)
-        if fsync(fd) != 0 { throw fail("fsync", path) }
+        if sync && fsync(fd) != 0 { throw fail("fsync", path) }
         return true
     }
 
-    /// Appends one line (O_APPEND keeps concurrent writers' lines whole) and fdatasyncs it.
-    public static func appendLine(_ line: String, to path: String) throws {
+    /// Appends one line (O_APPEND keeps concurrent writers' lines whole), fdatasynced unless `sync` is false.
+    public static func appendLine(_ line: String, to path: String, sync: Bool = true) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o664)
         guard fd >= 0 else { throw fail("open", path) }
         defer { close(fd) }
         try writeAll(fd, Array((line + "\n").utf8), path: path)
-        _ = fdatasync(fd)
+        if sync { _ = fdatasync(fd) }
     }
 
     public static func syncDirectory(_ path: String) throws {

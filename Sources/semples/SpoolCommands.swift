@@ -37,6 +37,7 @@ struct SubmitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "submit", abstract: "Queue job manifests for the daemon.", discussion: """
     Checks each manifest, copies it into SPOOL/incoming/ under a temporary name and renames it in, then
     waits (--wait seconds) for the daemon to accept it and prints the job ID and outbox folder.
+    Relative paths in the manifest are taken from the manifest's own folder and made absolute.
 
     Example:
       semples submit --spool spool examples/cam-voc.yaml
@@ -61,8 +62,17 @@ struct SubmitCommand: ParsableCommand {
             var results: [[String: Any]] = []
             var worst: Int32 = 0
             for path in manifests {
+                var bytes: [UInt8]
+                do { bytes = try Sys.read(path, limit: 64 << 20) } catch {
+                    throw ClientError(ClientExit.refused, "cannot read '\(path)': \(error)")
+                }
                 if !noValidate {
-                    do { _ = try ManifestCheck.validate(path: path) } catch {
+                    // Checked where it lies, so relative paths are taken from its own folder and
+                    // made absolute before it moves into the spool.
+                    do {
+                        let summary = try ManifestCheck.validate(path: path)
+                        bytes = ManifestCheck.resolvingPaths(bytes, manifest: summary.manifest)
+                    } catch {
                         results.append(["file": path, "ok": false, "error": "\(error)"])
                         worst = max(worst, ClientExit.invalidManifest)
                         if !options.json { FileHandle.standardError.write(Data("semples: \(error)\n".utf8)) }
@@ -70,7 +80,7 @@ struct SubmitCommand: ParsableCommand {
                     }
                 }
                 let since = Sys.now()
-                let (submitted, bytes, inode) = try reader.submit(path: path, as: name)
+                let (submitted, inode) = try reader.submit(bytes: bytes, name: name ?? baseName(path))
                 var entry: [String: Any] = ["file": path, "name": submitted, "ok": true]
                 var line = "submitted '\(submitted)'"
                 if !live {

@@ -10,7 +10,7 @@ final class DaemonIntakeTests: XCTestCase {
         try h.start()
         let names = ["plain.yaml", "with space.yaml", "quote's \"double\".yaml", "dollar $HOME `x`;rm.json", "-dash.yml"]
         for name in names {
-            try h.drop(name, name.hasSuffix(".json") ? "{\n  \"job\": \"cam\",\n  \"items\": 2\n}\n" : "job: cam\nitems: 2\n")
+            try h.drop(name, h.manifest("items=2", json: name.hasSuffix(".json")))
         }
         for name in names {
             let r = try h.waitForState(name, .succeeded)
@@ -41,7 +41,7 @@ final class DaemonIntakeTests: XCTestCase {
         // Written elsewhere and renamed in as fast as possible.
         let staging = h.root + "/staging"
         try Sys.makeDirectories(staging)
-        for i in 0..<count { try Sys.writeAtomically("job: cam\nitems: 0\n", to: staging + "/burst-\(i).yaml") }
+        for i in 0..<count { try Sys.writeAtomically(h.manifest("items=0"), to: staging + "/burst-\(i).yaml") }
         for i in 0..<count { try Sys.rename(staging + "/burst-\(i).yaml", h.layout.incoming + "/burst-\(i).yaml") }
         try h.wait("\(count) jobs finished", timeout: 240) {
             h.records().filter { $0.state == .succeeded }.count == count
@@ -74,7 +74,7 @@ final class DaemonIntakeTests: XCTestCase {
         let count = 20_000
         for i in 0..<count {
             let good = i % 100 == 0
-            try Sys.writeAtomically(good ? "job: cam\n" : "not: a job\n", to: h.layout.incoming + "/f\(i).yaml")
+            try Sys.writeAtomically(good ? h.manifest() : "not: a job\n", to: h.layout.incoming + "/f\(i).yaml")
         }
         h.signal(SIGCONT)
         try h.wait("every file accounted for", timeout: 600) {
@@ -90,12 +90,12 @@ final class DaemonIntakeTests: XCTestCase {
         let h = try SpoolHarness(["settle_s": "0.6"])
         try h.start()
         let ignored = [".hidden.yaml", "draft.yaml.tmp", "draft.yaml~", "upload.part", ".#lock.yaml", "x.swp"]
-        for name in ignored { try Sys.writeAtomically("job: cam\n", to: h.layout.incoming + "/" + name) }
+        for name in ignored { try Sys.writeAtomically(h.manifest(), to: h.layout.incoming + "/" + name) }
         // Each piece alone is a valid manifest; the writer pauses shorter than the settle time.
         let path = h.layout.incoming + "/slow writer.yaml"
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         XCTAssertGreaterThanOrEqual(fd, 0)
-        let pieces = ["job: cam\n", "items: 3\n", "# more\n", "item_s: 0\n", "# end\n"]
+        let pieces = h.manifest("items=3").split(separator: "\n").map { $0 + "\n" } + ["# end\n"]
         for piece in pieces {
             _ = piece.withCString { write(fd, $0, strlen($0)) }
             Sys.sleep(0.3)
@@ -115,7 +115,7 @@ final class DaemonIntakeTests: XCTestCase {
         let h = try SpoolHarness(["watch": "poll"])
         try h.start()
         XCTAssertEqual(SpoolReader(root: h.spool).liveDaemons().first?.watch, "poll")
-        try Sys.writeAtomically("job: cam\n", to: h.layout.incoming + "/copied.yaml")   // not renamed: settles
+        try Sys.writeAtomically(h.manifest(), to: h.layout.incoming + "/copied.yaml")   // not renamed: settles
         _ = try h.waitForState("copied.yaml", .succeeded)
         XCTAssertEqual(try h.stop(), 0)
     }
@@ -129,6 +129,9 @@ final class DaemonIntakeTests: XCTestCase {
             ("wrong type.yaml", Array("job: [1, 2]\n".utf8), "key 'job'"),
             ("list.yaml", Array("- job: cam\n".utf8), "mapping"),
             ("latin1.yaml", [0x6a, 0x6f, 0x62, 0x3a, 0x20, 0xe9, 0x0a], "UTF-8"),
+            ("unknown key.yaml", Array((h.manifest() + "bogus: 1\n").utf8), "key 'bogus'"),
+            ("missing file.yaml", Array(h.manifest().replacingOccurrences(of: "model.pth", with: "gone.pth").utf8), "key 'resume'"),
+            ("escape.yaml", Array(h.manifest().replacingOccurrences(of: h.root + "/data/train.txt", with: "../../nope/../../etc/none").utf8), "key 'img_list'"),
             ("huge.yaml", Array(("job: cam\n# " + String(repeating: "x", count: 10 << 20) + "\n").utf8), "limit"),
             ("notes.txt", Array("hello\n".utf8), "not a manifest"),
         ]
@@ -138,9 +141,9 @@ final class DaemonIntakeTests: XCTestCase {
             try Sys.rename(temporary, h.layout.incoming + "/" + name)
         }
         let target = h.root + "/elsewhere.yaml"
-        try Sys.writeAtomically("job: cam\n", to: target)
+        try Sys.writeAtomically(h.manifest(), to: target)
         XCTAssertEqual(symlink(target, h.layout.incoming + "/link.yaml"), 0)
-        try h.drop("good.yaml", "job: cam\n")
+        try h.drop("good.yaml", h.manifest())
         for (name, _, expected) in cases + [("link.yaml", [], "symbolic link")] {
             let errorFile = h.layout.rejected + "/" + stem(name) + ".error.txt"
             try h.wait("'\(name)' rejected", timeout: 20) { Sys.exists(errorFile) && Sys.exists(h.layout.rejected + "/" + name) }
@@ -161,7 +164,7 @@ final class DaemonIntakeTests: XCTestCase {
         let second = try h.start()
         XCTAssertEqual(SpoolReader(root: h.spool).liveDaemons().count, 2)
         let count = 150
-        for i in 0..<count { try h.drop("shared-\(i).yaml", "job: cam\nitems: 1\n") }
+        for i in 0..<count { try h.drop("shared-\(i).yaml", h.manifest()) }
         try h.wait("all done", timeout: 120) { h.records().filter { $0.state == .succeeded }.count == count }
         XCTAssertEqual(h.records().count, count)
         for r in h.records() { XCTAssertEqual(try Sys.readString(h.outbox(r) + "/runs.txt"), r.id + "\n", r.name) }

@@ -8,8 +8,8 @@ final class DaemonLifecycleTests: XCTestCase {
     func testCancelRunningJobByCLIAndQueuedJobByFile() throws {
         let h = try SpoolHarness()
         try h.start()
-        try h.drop("long.yaml", "job: cam\nitems: 200\nitem_s: 0.1\n")
-        try h.drop("next.yaml", "job: cam\n")
+        try h.drop("long.yaml", h.manifest("items=200 item_s=0.1"))
+        try h.drop("next.yaml", h.manifest())
         let running = try h.waitForState("long.yaml", .running)
         try h.wait("progress", timeout: 10) { Sys.exists(h.outbox(running) + "/progress.json") }
         let (statusCode, statusText, _) = try h.cli(["status"])
@@ -39,7 +39,7 @@ final class DaemonLifecycleTests: XCTestCase {
     func testSIGTERMRequeuesRunningJobAndRestartResumesIt() throws {
         let h = try SpoolHarness()
         try h.start()
-        try h.drop("resume me.yaml", "job: cam\nitems: 12\nitem_s: 0.15\n")
+        try h.drop("resume me.yaml", h.manifest("items=12 item_s=0.15"))
         let r = try h.waitForState("resume me.yaml", .running)
         try h.wait("three items", timeout: 10) { Sys.exists(h.outbox(r) + "/item-3.txt") }
         XCTAssertEqual(try h.stop(), 0, "exits cleanly within the stop timeout")
@@ -68,7 +68,7 @@ final class DaemonLifecycleTests: XCTestCase {
         for step in ["claimed", "outbox", "record", "ticket", "started", "result"] {
             let h = try SpoolHarness()
             let p = try h.start(environment: ["SEMPLESD_CRASH_AT": step])
-            try h.drop("crash \(step).yaml", "job: cam\nitems: 2\n")
+            try h.drop("crash \(step).yaml", h.manifest("items=2"))
             try h.wait("daemon killed at '\(step)'", timeout: 20) { !p.isRunning }
             XCTAssertEqual(p.terminationReason, .uncaughtSignal, step)
             h.daemon = nil
@@ -89,7 +89,7 @@ final class DaemonLifecycleTests: XCTestCase {
     func testKilledWhileJobRunsIsRetriedAndOrphanStopped() throws {
         let h = try SpoolHarness()
         try h.start()
-        try h.drop("orphan.yaml", "job: cam\nitems: 40\nitem_s: 0.1\n")
+        try h.drop("orphan.yaml", h.manifest("items=40 item_s=0.1"))
         let r = try h.waitForState("orphan.yaml", .running)
         try h.wait("two items", timeout: 10) { Sys.exists(h.outbox(r) + "/item-2.txt") }
         try h.killHard()
@@ -107,9 +107,9 @@ final class DaemonLifecycleTests: XCTestCase {
     func testRetriesWithBackoffButNeverForABadManifest() throws {
         let h = try SpoolHarness(["retry": "{max_attempts: 3, backoff_s: 0.3, backoff_factor: 2}"])
         try h.start()
-        try h.drop("flaky.yaml", "job: cam\nfail_before_attempt: 3\n")
-        try h.drop("refused.yaml", "job: cam\nexit_code: 2\n")
-        try h.drop("broken.yaml", "job: cam\nexit_code: 7\n")
+        try h.drop("flaky.yaml", h.manifest("fail_before_attempt=3"))
+        try h.drop("refused.yaml", h.manifest("exit_code=2"))
+        try h.drop("broken.yaml", h.manifest("exit_code=7"))
         let flaky = try h.waitForState("flaky.yaml", .succeeded)
         XCTAssertEqual(flaky.attempts, 3)
         for n in ["log.txt", "log-2.txt", "log-3.txt"] { XCTAssertTrue(Sys.exists(h.outbox(flaky) + "/" + n), n) }
@@ -136,9 +136,9 @@ final class DaemonLifecycleTests: XCTestCase {
     func testHoldReleaseAndShow() throws {
         let h = try SpoolHarness()
         try h.start()
-        try h.drop("blocker.yaml", "job: cam\nitems: 100\nitem_s: 0.05\n")
+        try h.drop("blocker.yaml", h.manifest("items=100 item_s=0.05"))
         _ = try h.waitForState("blocker.yaml", .running)
-        try h.drop("held.yaml", "job: cam\n")
+        try h.drop("held.yaml", h.manifest())
         let queued = try h.waitForState("held.yaml", .queued)
         var (code, out, err) = try h.cli(["hold", "held.yaml", "--json"])
         XCTAssertEqual(code, 0, out + err)
@@ -169,7 +169,7 @@ final class DaemonLifecycleTests: XCTestCase {
     func testReloadRefusesBadConfigAndDiskFloorHoldsIntake() throws {
         let h = try SpoolHarness(["min_free_disk_mb": "1000000000"])
         try h.start()
-        try h.drop("waits.yaml", "job: cam\n")
+        try h.drop("waits.yaml", h.manifest())
         try h.wait("hold reported", timeout: 10) { SpoolReader(root: h.spool).liveDaemons().first?.hold != nil }
         Sys.sleep(0.8)
         XCTAssertTrue(Sys.exists(h.layout.incoming + "/waits.yaml"), "nothing is taken while the disk is low")
@@ -195,7 +195,7 @@ final class DaemonLifecycleTests: XCTestCase {
         let h = try SpoolHarness()
         let listener = try NotifyListener(path: h.root + "/notify.sock")
         try h.start(environment: ["NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "300000"])
-        try h.drop("n.yaml", "job: cam\n")
+        try h.drop("n.yaml", h.manifest())
         _ = try h.waitForState("n.yaml", .succeeded)
         try h.wait("watchdog", timeout: 5) { listener.collect().contains("WATCHDOG=1") }
         XCTAssertEqual(try h.stop(), 0)
@@ -228,9 +228,11 @@ extension SpoolHarness {
 final class ClientCommandTests: XCTestCase {
     func testSubmitAndValidate() throws {
         let h = try SpoolHarness()
-        let good = h.root + "/my job.yaml"
         let bad = h.root + "/bad.yaml"
-        try Sys.writeAtomically("job: cam\nitems: 1\n", to: good)
+        // Relative paths: taken from the manifest's own folder by submit.
+        try Sys.makeDirectories(h.root + "/project")
+        let good = h.root + "/project/my job.yaml"
+        try Sys.writeAtomically("job: cam\nname: items=1\ndata_path: ../data\nimg_list: ../data/train.txt\nresume: ../data/model.pth\n", to: good)
         try Sys.writeAtomically("items: 1\n", to: bad)
         var (code, out, err) = try h.cli(["validate", good])
         XCTAssertEqual(code, 0, out + err)
@@ -244,7 +246,9 @@ final class ClientCommandTests: XCTestCase {
         (code, out, err) = try h.cli(["submit", good])
         XCTAssertEqual(code, 0, out + err)
         XCTAssertTrue(out.contains("no daemon is running"), out)
-        XCTAssertTrue(Sys.exists(h.layout.incoming + "/my job.yaml"))
+        let submitted = try Sys.readString(h.layout.incoming + "/my job.yaml")
+        XCTAssertTrue(submitted.contains("data_path: " + h.root + "/data"), submitted)
+        XCTAssertTrue(submitted.contains("name: items=1"), submitted)
         (code, out, err) = try h.cli(["submit", bad])
         XCTAssertEqual(code, 2, "an invalid manifest is refused before it reaches the spool")
         XCTAssertFalse(Sys.exists(h.layout.incoming + "/bad.yaml"))

@@ -4,17 +4,18 @@ import XCTest
 @testable import SemplesSpool
 
 /// A stand-in for `semples run MANIFEST --out DIR`, written by the tests into their temporary folder.
-/// Manifest keys (one per line, "key: value" or "\"key\": value,"):
-///   items: N               work items; each writes DIR/item-K.txt once (kept across restarts)
-///   item_s: S              seconds per item
-///   exit_code: C           exit status at the end
-///   fail_before_attempt: K exit 1 while $SEMPLES_ATTEMPT < K
+/// Its behaviour comes from the manifest's `name:` value, as key=value words:
+///   items=N                work items; each writes DIR/item-K.txt once (kept across restarts)
+///   item_s=S               seconds per item
+///   exit_code=C            exit status at the end
+///   fail_before_attempt=K  exit 1 while $SEMPLES_ATTEMPT < K
 /// SIGTERM: finishes the current item, then exits 3 (stopped at a safe point).
 let stubJobScript = #"""
 #!/bin/sh
 manifest="$1"; out="$3"
 [ "$2" = "--out" ] || { echo "usage: stub-job MANIFEST --out DIR" >&2; exit 64; }
-value() { sed -n "s/^ *\"\{0,1\}$1\"\{0,1\}: *\([^,]*\),\{0,1\} *$/\1/p" "$manifest" | head -n 1; }
+spec=$(sed -n 's/^ *"\{0,1\}name"\{0,1\}: *"\{0,1\}\([^"]*\)"\{0,1\}.*$/\1/p' "$manifest" | head -n 1)
+value() { for word in $spec; do case "$word" in "$1="*) echo "${word#*=}"; return;; esac; done; }
 items=$(value items); items=${items:-1}
 item_s=$(value item_s); item_s=${item_s:-0}
 code=$(value exit_code); code=${code:-0}
@@ -65,12 +66,18 @@ final class SpoolHarness {
     var starts = 0
 
     init(_ settings: [String: String] = [:]) throws {
-        let base = Sys.info("/dev/shm")?.isDirectory == true && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
+        // tmpfs keeps fsync cheap, so the tests measure behaviour, not the disk; SEMPLES_TEST_TMP overrides.
+        let shm = Sys.info("/dev/shm")?.isDirectory == true && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
+        let base = Sys.environment("SEMPLES_TEST_TMP") ?? shm
         var template = Array((base + "/semples-spool-test-XXXXXX").utf8CString)
         guard mkdtemp(&template) != nil else { throw SystemError(call: "mkdtemp", path: base, code: errno) }
         root = String(cString: template)
         spool = root + "/spool"
         configPath = root + "/semplesd.yaml"
+        // Inputs a cam manifest must name (the job's validation checks they exist).
+        try Sys.makeDirectories(root + "/data/JPEGImages")
+        try Sys.writeAtomically("2007_000032\n", to: root + "/data/train.txt")
+        try Sys.writeAtomically("not really a checkpoint", to: root + "/data/model.pth")
         let stub = root + "/stub-job"
         try Sys.writeAtomically(stubJobScript, to: stub, mode: 0o755)
         var all: [String: String] = [
@@ -146,6 +153,15 @@ final class SpoolHarness {
         let temporary = layout.incoming + "/.drop-\(UInt32.random(in: 0..<UInt32.max)).tmp"
         try Sys.writeAtomically(text, to: temporary)
         try Sys.rename(temporary, layout.incoming + "/" + name)
+    }
+
+    /// A valid cam manifest whose `name:` tells the stub what to do ("items=3 item_s=0.1").
+    func manifest(_ behaviour: String = "items=1", json: Bool = false) -> String {
+        if json {
+            return "{\n  \"job\": \"cam\",\n  \"name\": \"\(behaviour)\",\n  \"data_path\": \"\(root)/data\",\n"
+                + "  \"img_list\": \"\(root)/data/train.txt\",\n  \"resume\": \"\(root)/data/model.pth\"\n}\n"
+        }
+        return "job: cam\nname: \"\(behaviour)\"\ndata_path: \(root)/data\nimg_list: \(root)/data/train.txt\nresume: \(root)/data/model.pth\n"
     }
 
     func records() -> [JobRecord] { store.all() }

@@ -61,7 +61,7 @@ final class InstallTests: XCTestCase {
         XCTAssertTrue(unit.contains("ExecStart=/opt/semples/bin/semplesd --config /etc/semples/semplesd.yaml"))
         let config = try SpoolConfig.load(path: dest + "/etc/semples/semplesd.yaml")
         XCTAssertEqual(config.spool, "/var/spool/semples")
-        XCTAssertEqual(config.jobCommand, ["/opt/semples/bin/semples", "run"])
+        XCTAssertEqual(config.jobCommand, ["/opt/semples/bin/semples", "run", "--log-file", "-"])
         // A second install keeps the admin's configuration.
         try Sys.writeAtomically("spool: /srv/spool\n", to: dest + "/etc/semples/semplesd.yaml")
         let (again, _) = try run(["/bin/bash", repo + "/scripts/install.sh", "/opt/semples"], environment: ["DESTDIR": dest, "BUILD": binaryFolder()])
