@@ -8,6 +8,7 @@ import SemplesFormats
 /// curve with CRF needs one pass per threshold, as in the reference: drive it with `ThresholdWalk`
 /// and a fixed-threshold evaluator per pass.
 public struct CAMEvaluator: Sendable {
+    /// How thresholds are chosen (spec §6: `--curve True --start S` or `--t T`).
     public enum Mode: Equatable, Sendable {
         /// Greedy sweep over start/100 … (end−1)/100.
         case curve(start: Int, end: Int)
@@ -15,12 +16,14 @@ public struct CAMEvaluator: Sendable {
         case fixed(threshold: Double)
     }
 
+    /// Label space (21 or 91 classes) and threshold mode.
     public let dataSet: LabelSet
     public let mode: Mode
     /// CRF parameters when the predictions are refined (fixed mode only).
     public let crf: DenseCRFParameters?
     private var sweep: ThresholdSweep
     private var counts = ConfusionCounts()
+    /// Images added so far.
     public private(set) var imageCount = 0
 
     /// Throws when a curve is combined with CRF (run those with `ThresholdWalk`) or the curve is empty.
@@ -140,11 +143,13 @@ public struct EvaluationSetupError: Error, CustomStringConvertible, Equatable {
 ///     }
 ///     let metrics = walk.metrics(dataSet: .voc, crf: true, imageCount: images.count)
 public struct ThresholdWalk: Sendable {
+    /// The curve's thresholds, start/100 … (end−1)/100.
     public let thresholds: [Double]
     private var recorded: [ConfusionCounts] = []
     private var bestPercent = 0.0
     private var stopped = false
 
+    /// A walk over start/100 … (end−1)/100 (the reference's `end` is 60).
     public init(start: Int, end: Int = 60) {
         thresholds = ThresholdSweep.curveThresholds(start: start, end: end)
     }
@@ -162,6 +167,7 @@ public struct ThresholdWalk: Sendable {
         if percent > bestPercent { bestPercent = percent } else { stopped = true }
     }
 
+    /// The report over the thresholds recorded so far.
     public func metrics(dataSet: LabelSet, crf: Bool, imageCount: Int) -> EvaluationMetrics {
         EvaluationMetrics(dataSet: dataSet, curveMode: true, crf: crf, imageCount: imageCount,
                           points: zip(thresholds, recorded).map { (threshold: $0, counts: $1) })

@@ -40,9 +40,11 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
         }
     }
 
+    /// Data set ("VOC12" or "COCO").
     public var dataSet: LabelSet
     /// "curve" (greedy sweep) or "fixed" (one threshold).
     public var mode: String
+    /// Whether predictions went through the dense CRF; classes averaged over; images evaluated.
     public var crf: Bool
     public var classCount: Int
     public var imageCount: Int
