@@ -109,3 +109,28 @@ final class ImageTests: XCTestCase {
         assertFormatError(p, contains: "exceeds the limit") { try ImageIO.read(p) }
     }
 }
+
+final class OverlayTests: XCTestCase {
+    func testJetColoursMatchOpenCV() throws {
+        let lut = try npyImage("overlay/jet_lut.npy")  // [256, 3] as a 3x256 "image"
+        XCTAssertEqual(lut.pixels.count, 768)
+        var worst = 0
+        for v in 0..<256 {
+            let (r, g, b) = CAMOverlay.jetColor(UInt8(v))
+            for (c, x) in [r, g, b].enumerated() { worst = max(worst, abs(Int(x) - Int(lut.pixels[3 * v + c]))) }
+        }
+        XCTAssertLessThanOrEqual(worst, 1)
+        XCTAssertEqual(CAMOverlay.jetColor(0).blue, 128)
+        XCTAssertEqual(CAMOverlay.jetColor(255).red, 128)
+    }
+
+    func testOverlayMatchesReferenceRecipe() throws {
+        let image = try npyImage("overlay/image.npy")
+        let cam = try Npy.readArray(fixture("overlay/cam.npy")).toFloat32()
+        let out = CAMOverlay.jet(cam.view, on: image)
+        let expected = try npyImage("overlay/overlay.npy")
+        // One level of colour-table difference can move a truncated value by one more.
+        XCTAssertLessThanOrEqual(maxDifference(out, expected), 2)
+        XCTAssertGreaterThan(maxDifference(out, image), 50)
+    }
+}

@@ -56,7 +56,6 @@ final class NpyTests: XCTestCase {
     }
 
     func testCAMDictLoadsInNumpy() throws {
-        guard let py = python(with: ["numpy"]) else { throw XCTSkip("python3 with numpy not available") }
         let dir = temporaryDirectory(self)
         let a = Tensor([2, 3], values: [0, 0.25, 0.5, 0.75, 1, 0.125])
         let b = Tensor([2, 3], values: [1, 2, 3, 4, 5, 6])
@@ -75,7 +74,7 @@ final class NpyTests: XCTestCase {
         assert p.dtype == np.float32 and np.array_equal(p, d[0])
         print('ok')
         """
-        let (status, out) = runProcess(py, ["-c", script, dir + "/x.npy", dir + "/plain.npy"])
+        let (status, out) = try runPython(script, modules: ["numpy"], arguments: [dir + "/x.npy", dir + "/plain.npy"])
         XCTAssertEqual(status, 0, out)
         XCTAssertTrue(out.contains("ok"), out)
     }

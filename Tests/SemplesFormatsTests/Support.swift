@@ -58,16 +58,25 @@ func assertFormatError<T>(_ path: String, contains expected: String, file: Stati
     }
 }
 
-/// The python with numpy (and torch when asked), from SEMPLES_PYTHON or python3; nil when absent.
-func python(with modules: [String]) -> String? {
+/// Runs a Python script with the first interpreter (SEMPLES_PYTHON, the torch venv, python3) that
+/// has `modules`; skips the test when none has them. Returns (exit status, output).
+func runPython(_ script: String, modules: [String], arguments: [String]) throws -> (Int32, String) {
     var candidates: [String] = []
     if let p = ProcessInfo.processInfo.environment["SEMPLES_PYTHON"] { candidates.append(p) }
     candidates += ["/work/torchvenv/bin/python", repoRoot.appendingPathComponent(".venv-torch/bin/python").path, "python3"]
-    for p in candidates {
-        let (status, _) = runProcess(p, ["-c", modules.map { "import \($0)" }.joined(separator: "; ")])
-        if status == 0 { return p }
+    let guarded = """
+    import sys
+    try:
+    \(modules.map { "    import \($0)" }.joined(separator: "\n"))
+    except ImportError:
+        sys.exit(77)
+    """ + "\n" + script
+    for p in candidates where !p.contains("/") || FileManager.default.isExecutableFile(atPath: p) {
+        let (status, out) = runProcess(p, ["-c", guarded] + arguments)
+        if status == 77 || status == -1 || (status == 127 && !p.contains("/")) { continue }
+        return (status, out)
     }
-    return nil
+    throw XCTSkip("no python with \(modules.joined(separator: ", ")) found (set SEMPLES_PYTHON)")
 }
 
 /// Runs a program, returning its exit status and standard output (stderr appended).
