@@ -31,3 +31,40 @@ public enum Parallel {
         }
     }
 }
+
+extension Parallel {
+    /// Splits 0..<count into at most `threads` contiguous ranges of at least `grain` elements and
+    /// runs body on each, concurrently. For element-wise kernels that make no BLAS calls, so BLAS's
+    /// thread setting is left alone.
+    public static func forRanges(_ count: Int, grain: Int = 16_384, _ body: (Range<Int>) -> Void) {
+        let workers = max(1, min(threads, count / max(grain, 1)))
+        if workers <= 1 {
+            if count > 0 { body(0..<count) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                // Chunk bounds rounded to multiples of 8 so that SIMD bodies stay aligned to rows.
+                let lo = (count * w / workers) & ~7
+                let hi = w == workers - 1 ? count : (count * (w + 1) / workers) & ~7
+                if lo < hi { body(lo..<hi) }
+            }
+        }
+    }
+
+    /// Like `forEach`, but leaves BLAS's thread count alone (the body must not call BLAS).
+    public static func forEachWithoutBLAS(_ count: Int, _ body: (Int) -> Void) {
+        let workers = min(threads, count)
+        if workers <= 1 {
+            for i in 0..<count { body(i) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                let lo = count * w / workers
+                let hi = count * (w + 1) / workers
+                for i in lo..<hi { body(i) }
+            }
+        }
+    }
+}

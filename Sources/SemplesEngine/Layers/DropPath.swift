@@ -1,0 +1,66 @@
+/// Stochastic depth per sample, as timm's drop_path: in training each sample's residual branch is
+/// zeroed with probability `rate` and otherwise scaled by 1/(1 − rate); identity in evaluation.
+///
+/// The per-sample scales are drawn once per forward into a [B] view and reused by backward.
+public struct DropPath: Sendable, Equatable {
+    public let rate: Float
+
+    public init(rate: Float) {
+        precondition(rate >= 0 && rate < 1, "drop path rate \(rate) outside [0, 1)")
+        self.rate = rate
+    }
+
+    /// Fills scales [B] with 0 or 1/(1 − rate), drawn from the generator (all 1 when rate is 0).
+    public func sample(into scales: TensorView, generator: inout SeededGenerator) {
+        if rate == 0 { scales.fill(1); return }
+        let keep = 1 - rate
+        for b in 0..<scales.count {
+            scales.data[b] = generator.nextUniform() < keep ? 1 / keep : 0
+        }
+    }
+
+    /// y[b] = residual[b] + scales[b] · branch[b]. residual, branch, y: [B, ...]; y may alias either.
+    public static func addScaled(_ branch: TensorView, scales: TensorView, to residual: TensorView, into y: TensorView) {
+        let B = scales.count
+        let inner = branch.count / B
+        precondition(branch.count == residual.count && y.count == branch.count && inner * B == branch.count,
+                     "drop path add: branch \(branch.shape), residual \(residual.shape), scales \(scales.shape)")
+        let bp = branch.data, rp = residual.data, yp = y.data, sp = scales.data
+        Parallel.forRanges(branch.count) { r in
+            var i = r.lowerBound
+            while i < r.upperBound {
+                let b = i / inner
+                let end = min(r.upperBound, (b + 1) * inner)
+                let s = sp[b]
+                map8(end - i) { j, lanes in
+                    let o = i + j
+                    storePartial(loadPartial(rp + o, lanes) + s * loadPartial(bp + o, lanes), yp + o, lanes)
+                }
+                i = end
+            }
+        }
+    }
+
+    /// d[b] (+)= scales[b] · dy[b]. dy, d: [B, ...].
+    public static func scale(_ dy: TensorView, scales: TensorView, into d: TensorView, accumulate: Bool = false) {
+        let B = scales.count
+        let inner = dy.count / B
+        precondition(d.count == dy.count && inner * B == dy.count, "drop path backward \(dy.shape), \(scales.shape)")
+        let gp = dy.data, dp = d.data, sp = scales.data
+        Parallel.forRanges(dy.count) { r in
+            var i = r.lowerBound
+            while i < r.upperBound {
+                let b = i / inner
+                let end = min(r.upperBound, (b + 1) * inner)
+                let s = sp[b]
+                map8(end - i) { j, lanes in
+                    let o = i + j
+                    var v = s * loadPartial(gp + o, lanes)
+                    if accumulate { v += loadPartial(dp + o, lanes) }
+                    storePartial(v, dp + o, lanes)
+                }
+                i = end
+            }
+        }
+    }
+}

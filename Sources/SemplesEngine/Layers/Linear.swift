@@ -1,0 +1,94 @@
+/// y = x·Wᵀ + b, as torch.nn.Linear. Weight keeps PyTorch's [out, in] layout.
+public struct Linear: Sendable {
+    public let weight: Parameter  // [out, in]
+    public let bias: Parameter?   // [out]
+
+    public var inFeatures: Int { weight.shape[1] }
+    public var outFeatures: Int { weight.shape[0] }
+
+    public init(weight: Parameter, bias: Parameter?) {
+        precondition(weight.shape.rank == 2, "Linear weight must be [out, in], got \(weight.shape)")
+        precondition(bias == nil || bias!.shape == Shape([weight.shape[0]]),
+                     "Linear bias \(bias!.shape) does not match weight \(weight.shape)")
+        self.weight = weight
+        self.bias = bias
+    }
+
+    /// Declares `name.weight` [out, in] and (optionally) `name.bias` [out] on the store.
+    public init(_ store: ParameterStore, _ name: String, inFeatures: Int, outFeatures: Int, bias: Bool = true) {
+        self.init(weight: store.declare(name + ".weight", [outFeatures, inFeatures]),
+                  bias: bias ? store.declare(name + ".bias", [outFeatures]) : nil)
+    }
+
+    /// x: [N, in] → y: [N, out]. Overwrites y.
+    public func forward(_ x: TensorView, into y: TensorView) {
+        forwardWithoutBias(x, into: y)
+        if let b = bias { addRowVector(b.value, to: y) }
+    }
+
+    /// y = x·Wᵀ only; the caller adds the bias (fused with an activation, see Activation.forwardAddingBias).
+    public func forwardWithoutBias(_ x: TensorView, into y: TensorView) {
+        let n = x.count / inFeatures
+        precondition(x.count == n * inFeatures && y.count == n * outFeatures,
+                     "Linear \(weight.shape): x \(x.shape), y \(y.shape)")
+        BLAS.gemm(transB: true, m: n, n: outFeatures, k: inFeatures,
+                  a: x.data, lda: inFeatures, b: weight.value.data, ldb: inFeatures,
+                  beta: 0, c: y.data, ldc: outFeatures)
+    }
+
+    /// dy: [N, out], x: [N, in]. dx (+)= dy·W (skipped when nil); weight.grad += dyᵀ·x; bias.grad += Σ rows dy.
+    /// Parameter gradients are skipped when `parameterGradients` is false or the parameter is frozen.
+    public func backward(_ dy: TensorView, x: TensorView, dx: TensorView?, accumulate: Bool = true,
+                         parameterGradients: Bool = true) {
+        let n = x.count / inFeatures
+        precondition(dy.count == n * outFeatures, "Linear backward dy \(dy.shape) for x \(x.shape)")
+        if let dx = dx {
+            precondition(dx.count == x.count, "Linear backward dx \(dx.shape) for x \(x.shape)")
+            BLAS.gemm(m: n, n: inFeatures, k: outFeatures,
+                      a: dy.data, lda: outFeatures, b: weight.value.data, ldb: inFeatures,
+                      beta: accumulate ? 1 : 0, c: dx.data, ldc: inFeatures)
+        }
+        guard parameterGradients else { return }
+        if let gw = weight.activeGrad {
+            BLAS.gemm(transA: true, m: outFeatures, n: inFeatures, k: n,
+                      a: dy.data, lda: outFeatures, b: x.data, ldb: inFeatures,
+                      beta: 1, c: gw.data, ldc: inFeatures)
+        }
+        if let gb = bias?.activeGrad { sumRows(dy, into: gb) }
+    }
+}
+
+/// y[i, :] += v for every row i. y: [N, C], v: [C].
+public func addRowVector(_ v: TensorView, to y: TensorView) {
+    let c = v.count
+    let n = y.count / max(c, 1)
+    precondition(n * c == y.count, "row vector \(v.shape) does not divide \(y.shape)")
+    let vp = v.data, yp = y.data
+    Parallel.forRanges(n, grain: max(1, 16_384 / max(c, 1))) { rows in
+        for i in rows {
+            let row = yp + i * c
+            map8(c) { j, lanes in storePartial(loadPartial(row + j, lanes) + loadPartial(vp + j, lanes), row + j, lanes) }
+        }
+    }
+}
+
+/// g[j] += Σ_i dy[i, j]. dy: [N, C], g: [C].
+public func sumRows(_ dy: TensorView, into g: TensorView) {
+    let c = g.count
+    let n = dy.count / max(c, 1)
+    precondition(n * c == dy.count, "sumRows \(dy.shape) into \(g.shape)")
+    let dp = dy.data, gp = g.data
+    // Column blocks are independent, so split columns over workers.
+    let blocks = (c + 63) / 64
+    Parallel.forEachWithoutBLAS(blocks) { blk in
+        let lo = blk * 64, hi = min(c, lo + 64)
+        var j = lo
+        while j < hi {
+            let lanes = min(8, hi - j)
+            var acc = Float8(repeating: 0)
+            for i in 0..<n { acc += loadPartial(dp + i * c + j, lanes) }
+            storePartial(acc + loadPartial(gp + j, lanes), gp + j, lanes)
+            j += 8
+        }
+    }
+}

@@ -1,0 +1,305 @@
+import Foundation
+import Yams
+
+/// A bad manifest: names the file, the key (when one is at fault) and the problem.
+public struct ManifestError: Error, CustomStringConvertible, Equatable {
+    public let file: String
+    public let key: String?
+    public let problem: String
+
+    public init(file: String, key: String? = nil, _ problem: String) {
+        self.file = file
+        self.key = key
+        self.problem = problem
+    }
+
+    public var description: String {
+        if let key { return "'\(file)': key '\(key)': \(problem)" }
+        return "'\(file)': \(problem)"
+    }
+}
+
+/// The kinds of job a manifest can ask for.
+public enum JobKind: String, CaseIterable, Codable, Sendable {
+    case cam, evaluate, train, pipeline, weaktr
+
+    /// Kinds this version can run; the others are refused at validation with a clear message.
+    public static let available: Set<JobKind> = [.cam, .evaluate]
+}
+
+public enum DataSetKind: String, CaseIterable, Codable, Sendable {
+    case voc12 = "VOC12", coco = "COCO"
+
+    /// Number of foreground classes the classifier predicts.
+    public var classCount: Int { self == .voc12 ? 20 : 90 }
+    /// Number of classes in the evaluation (background included).
+    public var evaluationClassCount: Int { self == .voc12 ? 21 : 91 }
+}
+
+public enum PoolType: String, CaseIterable, Codable, Sendable {
+    case max, avg
+}
+
+/// A validated job manifest. Keys mirror the reference's command-line flags; paths are absolute
+/// (relative ones were resolved against the manifest's folder) and were checked to exist.
+public struct Manifest: Codable, Sendable, Equatable {
+    /// The file the manifest was read from.
+    public var file: String
+    public var job: JobKind
+    public var name: String?
+    public var dataSet: DataSetKind
+    public var dataPath: String
+    public var imgList: String
+    public var clsLabels: String?
+    public var resume: String?
+    public var reduction: Int
+    public var poolType: PoolType
+    public var scales: [Double]
+    public var overlays: Bool
+    public var masks: Bool
+    public var maskThreshold: Double?
+    public var predictDir: String?
+    public var curve: Bool
+    public var start: Int
+    public var t: Double?
+    public var crf: Bool
+    public var camType: DataSetKind?
+    public var limit: Int?
+    public var seed: Int
+
+    /// Reads and validates a manifest (YAML or JSON). Throws `ManifestError` before any work starts.
+    public static func load(path: String) throws -> Manifest {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ManifestError(file: path, "cannot read the manifest (missing or unreadable)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ManifestError(file: path, "not UTF-8 text")
+        }
+        return try parse(text, file: path, checkFiles: true)
+    }
+
+    /// Parses manifest text. `checkFiles` verifies that the named inputs exist.
+    public static func parse(_ text: String, file: String, checkFiles: Bool) throws -> Manifest {
+        let node: Any?
+        do {
+            node = try Yams.load(yaml: text)
+        } catch {
+            throw ManifestError(file: file, "not valid YAML or JSON: \(error)")
+        }
+        guard let dict = node as? [String: Any] else {
+            throw ManifestError(file: file, "expected a mapping of keys to values at the top level")
+        }
+        let base = URL(fileURLWithPath: file).deletingLastPathComponent().path
+        var r = KeyReader(dict: dict, file: file, base: base, checkFiles: checkFiles)
+        return try r.read()
+    }
+}
+
+/// What each key accepts and which jobs know it.
+private struct KeySpec {
+    let jobs: Set<JobKind>
+}
+
+private let allJobs = Set(JobKind.allCases)
+private let camLike: Set<JobKind> = [.cam, .pipeline, .train, .weaktr]
+private let evalLike: Set<JobKind> = [.evaluate, .pipeline]
+
+private let keySpecs: [String: KeySpec] = [
+    "job": KeySpec(jobs: allJobs),
+    "name": KeySpec(jobs: allJobs),
+    "data_set": KeySpec(jobs: allJobs),
+    "data_path": KeySpec(jobs: allJobs),
+    "img_list": KeySpec(jobs: allJobs),
+    "cls_labels": KeySpec(jobs: allJobs),
+    "resume": KeySpec(jobs: camLike),
+    "reduction": KeySpec(jobs: camLike),
+    "pool_type": KeySpec(jobs: camLike),
+    "scales": KeySpec(jobs: camLike),
+    "overlays": KeySpec(jobs: camLike),
+    "masks": KeySpec(jobs: camLike),
+    "mask_threshold": KeySpec(jobs: camLike),
+    "predict_dir": KeySpec(jobs: [.evaluate]),
+    "curve": KeySpec(jobs: evalLike),
+    "start": KeySpec(jobs: evalLike),
+    "t": KeySpec(jobs: evalLike),
+    "crf": KeySpec(jobs: evalLike),
+    "cam_type": KeySpec(jobs: evalLike),
+    "limit": KeySpec(jobs: allJobs),
+    "seed": KeySpec(jobs: allJobs),
+]
+
+private struct KeyReader {
+    let dict: [String: Any]
+    let file: String
+    let base: String
+    let checkFiles: Bool
+
+    func fail(_ key: String?, _ problem: String) -> ManifestError {
+        ManifestError(file: file, key: key, problem)
+    }
+
+    mutating func read() throws -> Manifest {
+        guard let jobValue = dict["job"] else {
+            throw fail("job", "missing; one of \(JobKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard let jobName = jobValue as? String, let job = JobKind(rawValue: jobName) else {
+            throw fail("job", "'\(jobValue)' is not a job kind; expected one of \(JobKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard JobKind.available.contains(job) else {
+            throw fail("job", "'\(jobName)' jobs are not available in this version; available: \(JobKind.available.map(\.rawValue).sorted().joined(separator: ", "))")
+        }
+        // Every key must be known, and known for this job kind.
+        for key in dict.keys.sorted() {
+            guard let spec = keySpecs[key] else {
+                let near = keySpecs.keys.filter { editDistance($0, key) <= 2 }.sorted()
+                let hint = near.isEmpty ? "" : "; did you mean '\(near[0])'?"
+                throw fail(key, "unknown key\(hint)")
+            }
+            guard spec.jobs.contains(job) else {
+                throw fail(key, "not used by '\(jobName)' jobs")
+            }
+        }
+
+        let dataSetName = try string("data_set") ?? "VOC12"
+        guard let dataSet = DataSetKind(rawValue: dataSetName) else {
+            throw fail("data_set", "'\(dataSetName)' is not a data set; expected VOC12 or COCO")
+        }
+        guard let dataPath = try path("data_path", directory: true) else { throw fail("data_path", "missing") }
+        guard let imgList = try path("img_list", directory: false) else { throw fail("img_list", "missing") }
+        let clsLabels = try path("cls_labels", directory: false)
+
+        var m = Manifest(
+            file: file, job: job, name: try string("name"), dataSet: dataSet,
+            dataPath: dataPath, imgList: imgList, clsLabels: clsLabels,
+            resume: nil, reduction: 8, poolType: .max, scales: [1.0, 1.2],
+            overlays: false, masks: false, maskThreshold: nil, predictDir: nil,
+            curve: true, start: 40, t: nil, crf: false, camType: nil,
+            limit: try int("limit", range: 1...Int.max), seed: try int("seed", range: 0...Int(Int32.max)) ?? 504)
+
+        switch job {
+        case .cam:
+            guard let resume = try path("resume", directory: false) else {
+                throw fail("resume", "missing; the WeakTr or SemPLeS checkpoint (.pth) to generate CAMs with")
+            }
+            m.resume = resume
+            m.reduction = try int("reduction", range: 1...72) ?? 8
+            if let p = try string("pool_type") {
+                guard let pool = PoolType(rawValue: p) else { throw fail("pool_type", "'\(p)' is not max or avg") }
+                m.poolType = pool
+            }
+            if let s = try doubles("scales") {
+                guard !s.isEmpty else { throw fail("scales", "needs at least one scale") }
+                guard s.allSatisfy({ $0 > 0.05 && $0 <= 4 }) else { throw fail("scales", "each scale must be in (0.05, 4]") }
+                m.scales = s
+            }
+            m.overlays = try bool("overlays") ?? false
+            m.masks = try bool("masks") ?? false
+            m.maskThreshold = try double("mask_threshold", range: 0...1)
+            if m.masks && m.maskThreshold == nil {
+                throw fail("mask_threshold", "missing; pseudo-masks ('masks: true') need a background threshold such as 0.43")
+            }
+        case .evaluate:
+            guard let predict = try path("predict_dir", directory: true) else {
+                throw fail("predict_dir", "missing; the folder of <id>.npy CAM files to evaluate")
+            }
+            m.predictDir = predict
+            try readEvaluationKeys(into: &m)
+        default:
+            break
+        }
+        return m
+    }
+
+    mutating func readEvaluationKeys(into m: inout Manifest) throws {
+        m.curve = try bool("curve") ?? true
+        m.start = try int("start", range: 0...99) ?? 40
+        m.t = try double("t", range: 0...1)
+        m.crf = try bool("crf") ?? false
+        if let c = try string("cam_type") {
+            guard let kind = DataSetKind(rawValue: c) else { throw fail("cam_type", "'\(c)' is not VOC12 or COCO") }
+            m.camType = kind
+        }
+        if !m.curve && m.t == nil {
+            throw fail("t", "missing; 'curve: false' needs a fixed threshold 't' such as 0.43")
+        }
+        if m.curve && m.t != nil {
+            throw fail("t", "given together with 'curve: true'; use one or the other")
+        }
+        if m.crf && m.curve {
+            throw fail("crf", "CRF runs at a fixed threshold: set 'curve: false' and 't'")
+        }
+    }
+
+    func string(_ key: String) throws -> String? {
+        guard let v = dict[key] else { return nil }
+        guard let s = v as? String else { throw fail(key, "expected a string, found '\(v)'") }
+        return s
+    }
+
+    func bool(_ key: String) throws -> Bool? {
+        guard let v = dict[key] else { return nil }
+        guard let b = v as? Bool else { throw fail(key, "expected true or false, found '\(v)'") }
+        return b
+    }
+
+    func int(_ key: String, range: ClosedRange<Int>) throws -> Int? {
+        guard let v = dict[key] else { return nil }
+        guard let i = v as? Int else { throw fail(key, "expected an integer, found '\(v)'") }
+        guard range.contains(i) else { throw fail(key, "\(i) is out of range \(range.lowerBound)…\(range.upperBound)") }
+        return i
+    }
+
+    func double(_ key: String, range: ClosedRange<Double>) throws -> Double? {
+        guard let v = dict[key] else { return nil }
+        let d: Double
+        if let x = v as? Double { d = x } else if let i = v as? Int { d = Double(i) } else {
+            throw fail(key, "expected a number, found '\(v)'")
+        }
+        guard range.contains(d) else { throw fail(key, "\(d) is out of range \(range.lowerBound)…\(range.upperBound)") }
+        return d
+    }
+
+    func doubles(_ key: String) throws -> [Double]? {
+        guard let v = dict[key] else { return nil }
+        guard let list = v as? [Any] else { throw fail(key, "expected a list of numbers such as [1.0, 1.2]") }
+        return try list.map { item in
+            if let d = item as? Double { return d }
+            if let i = item as? Int { return Double(i) }
+            throw fail(key, "expected a list of numbers, found '\(item)'")
+        }
+    }
+
+    /// Resolves a path key against the manifest folder and checks it exists with the right kind.
+    func path(_ key: String, directory: Bool) throws -> String? {
+        guard let raw = try string(key) else { return nil }
+        guard !raw.isEmpty else { throw fail(key, "empty path") }
+        let expanded = (raw as NSString).expandingTildeInPath
+        let full = expanded.hasPrefix("/") ? expanded : URL(fileURLWithPath: base).appendingPathComponent(expanded).standardizedFileURL.path
+        if checkFiles {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: full, isDirectory: &isDir) else {
+                throw fail(key, "'\(full)' does not exist")
+            }
+            if directory && !isDir.boolValue { throw fail(key, "'\(full)' is not a folder") }
+            if !directory && isDir.boolValue { throw fail(key, "'\(full)' is a folder, expected a file") }
+            guard FileManager.default.isReadableFile(atPath: full) else { throw fail(key, "'\(full)' is not readable") }
+        }
+        return full
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints on unknown keys.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var previous = Array(0...b.count)
+    for i in 1...a.count {
+        var current = [i] + [Int](repeating: 0, count: b.count)
+        for j in 1...b.count {
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        previous = current
+    }
+    return previous[b.count]
+}
