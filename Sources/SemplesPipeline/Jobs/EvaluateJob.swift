@@ -28,7 +28,7 @@ public struct EvaluateJob: Job {
         let mode: CAMEvaluator.Mode = m.curve ? .curve(start: m.start, end: 60) : .fixed(threshold: m.t ?? 0)
         // The CRF parameter set follows the data set unless `cam_type` says otherwise (spec §10 item 15).
         let crfParameters: DenseCRFParameters? = m.crf ? (m.camType.map { $0 == .voc12 ? .voc : .coco } ?? labelSet.crfParameters) : nil
-        var evaluator = CAMEvaluator(dataSet: labelSet, mode: mode, crf: crfParameters)
+        var evaluator = try CAMEvaluator(dataSet: labelSet, mode: mode, crf: crfParameters)
         context.begin("evaluate", total: ids.count)
         for id in ids {
             try context.checkStop()
