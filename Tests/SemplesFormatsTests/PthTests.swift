@@ -35,6 +35,16 @@ final class PthTests: XCTestCase {
         assertFormatError(path, contains: "no key 'weights'") { try Pth.stateDict(path, key: "weights") }
     }
 
+    func testTrainingArgumentsAreAnInertRecord() throws {
+        let path = fixture("torch/with_args.pth")
+        let root = try Pth.load(path)
+        guard case .object(let type, _)? = root["args"] else { return XCTFail("args: \(root["args"]?.kindName ?? "missing")") }
+        XCTAssertEqual(type, "argparse.Namespace")
+        XCTAssertEqual(root["args"]?["data_set"]?.stringValue, "VOC12")
+        XCTAssertEqual(root["args"]?["lr"]?.doubleValue, 0.0005)
+        XCTAssertEqual(try Pth.stateDict(path, key: "model")["w"]?.tensor.toArray(), [0, 1, 2, 3])
+    }
+
     func testStateDictsAtTheRoot() throws {
         try assertMatchesExpected(try Pth.stateDict(fixture("torch/btp.pth")), fixture("torch/btp.expected.safetensors"))
         try assertMatchesExpected(try Pth.stateDict(fixture("torch/module_state.pth")),
