@@ -71,7 +71,8 @@ extension Daemon {
                 !$0.hasPrefix("NOTIFY_SOCKET=") && !$0.hasPrefix("WATCHDOG_") && !$0.hasPrefix("SEMPLESD_CRASH_AT=")
                     && !$0.hasPrefix("SEMPLES_THREADS=") && !$0.hasPrefix("SEMPLES_JOB_ID=") && !$0.hasPrefix("SEMPLES_ATTEMPT=")
             }
-            environment += ["SEMPLES_THREADS=\(config.engineThreads)", "SEMPLES_JOB_ID=\(record.id)", "SEMPLES_ATTEMPT=\(attempt)"]
+            environment += ["SEMPLES_JOB_ID=\(record.id)", "SEMPLES_ATTEMPT=\(attempt)"]
+            if config.engineThreads > 0 { environment.append("SEMPLES_THREADS=\(config.engineThreads)") }   // 0: the job's default (all cores)
             let child = try Sys.spawn(arguments, environment: environment, outputFD: fd)
             let job = Active(id: record.id, pid: child, ticket: ticket, logName: logName, attempt: attempt)
             active[record.id] = job

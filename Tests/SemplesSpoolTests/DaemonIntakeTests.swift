@@ -174,3 +174,29 @@ final class DaemonIntakeTests: XCTestCase {
         XCTAssertEqual(second.terminationStatus, 0)
     }
 }
+
+/// The daemon with its default job command: the real `semples run` beside it.
+final class RealJobCommandTests: XCTestCase {
+    func testRealRunnerFailureIsRecordedWithItsError() throws {
+        guard Sys.exists(binaryFolder() + "/semples") else { return XCTFail("the semples binary is not built in \(binaryFolder())") }
+        let h = try SpoolHarness(["job_command": ""])
+        try h.start()
+        // A valid manifest whose checkpoint is not a checkpoint: the job starts and fails.
+        try h.drop("real.yaml", h.manifest("real run"))
+        try h.wait("real job finished", timeout: 60) { h.record(named: "real.yaml")?.state.isTerminal == true }
+        let r = try XCTUnwrap(h.record(named: "real.yaml"))
+        XCTAssertEqual(r.state, .failed)
+        let outbox = h.outbox(r)
+        let log = try Sys.readString(outbox + "/log.txt")
+        XCTAssertTrue(log.contains("semplesd: job \(r.id)"), log)
+        XCTAssertTrue(log.contains("--log-file"), "the job writes no log of its own: \(log)")
+        XCTAssertTrue(log.split(separator: "\n").count > 2, "the job's own lines are captured: \(log)")
+        let result = try XCTUnwrap(h.json(try Sys.readString(outbox + "/result.json")) as? [String: Any])
+        XCTAssertEqual(result["state"] as? String, "failed")
+        XCTAssertEqual(result["recorded_by"] as? String, "semplesd")
+        XCTAssertFalse((result["error"] as? String ?? "").isEmpty, "\(result)")
+        XCTAssertTrue([1, 2].contains(result["exit_code"] as? Int ?? -1), "\(result)")
+        if r.exitCode == 2 { XCTAssertEqual(r.attempts, 1, "a refused manifest is not retried") }
+        XCTAssertEqual(try h.stop(), 0)
+    }
+}
