@@ -289,6 +289,13 @@ extension Daemon {
             log.notice("finishing the intake of '\(parts[4])' interrupted by a stopped daemon")
             accept(file: adopted)
         }
+        // Status files of daemons on this host that are gone.
+        for file in ((try? Sys.list(layout.daemons)) ?? []) where file.hasSuffix(".json") {
+            let parts = file.dropLast(5).split(separator: "@")
+            guard parts.count == 3, String(parts[0]) == host, let owner = Int32(parts[1]), let start = UInt64(parts[2]),
+                  Sys.processStartTime(owner) != start else { continue }
+            Sys.remove(layout.daemons + "/" + file)
+        }
         if startup { reconcileTickets() }
     }
 

@@ -66,6 +66,14 @@ struct SubmitCommand: ParsableCommand {
                 do { bytes = try Sys.read(path, limit: 64 << 20) } catch {
                     throw ClientError(ClientExit.refused, "cannot read '\(path)': \(error)")
                 }
+                let submittedName = name ?? baseName(path)
+                if !manifestExtensions.contains(where: { submittedName.lowercased().hasSuffix($0) }) {
+                    let message = "'\(submittedName)': a manifest's name must end in .yaml, .yml or .json"
+                    results.append(["file": path, "ok": false, "error": message])
+                    worst = max(worst, ClientExit.invalidManifest)
+                    if !options.json { FileHandle.standardError.write(Data("semples: \(message)\n".utf8)) }
+                    continue
+                }
                 if !noValidate {
                     // Checked where it lies, so relative paths are taken from its own folder and
                     // made absolute before it moves into the spool.
@@ -80,7 +88,7 @@ struct SubmitCommand: ParsableCommand {
                     }
                 }
                 let since = Sys.now()
-                let (submitted, inode) = try reader.submit(bytes: bytes, name: name ?? baseName(path))
+                let (submitted, inode) = try reader.submit(bytes: bytes, name: submittedName)
                 var entry: [String: Any] = ["file": path, "name": submitted, "ok": true]
                 var line = "submitted '\(submitted)'"
                 if !live {

@@ -158,6 +158,19 @@ final class DaemonIntakeTests: XCTestCase {
         XCTAssertEqual(try h.stop(), 0)
     }
 
+    func testConcurrencyLimitIsKept() throws {
+        let h = try SpoolHarness(["concurrent_jobs": "2"])
+        try h.start()
+        for i in 0..<6 { try h.drop("slot-\(i).yaml", h.manifest("items=3 item_s=0.1")) }
+        var most = 0
+        try h.wait("six done", timeout: 60) {
+            most = max(most, ((try? Sys.list(h.layout.running)) ?? []).count)
+            return h.records().filter { $0.state == .succeeded }.count == 6
+        }
+        XCTAssertEqual(most, 2, "never more than concurrent_jobs at once, and the slots are used")
+        XCTAssertEqual(try h.stop(), 0)
+    }
+
     func testTwoDaemonsOnOneSpoolRunEachJobOnce() throws {
         let h = try SpoolHarness(["concurrent_jobs": "2"])
         let first = try h.start()
