@@ -99,7 +99,7 @@ final class DaemonIntakeTests: XCTestCase {
         for piece in pieces {
             _ = piece.withCString { write(fd, $0, strlen($0)) }
             Sys.sleep(0.3)
-            XCTAssertTrue(h.records().isEmpty, "taken while still being written")
+            XCTAssertTrue(Sys.exists(path) && h.records().isEmpty, "taken while still being written")
         }
         close(fd)
         let r = try h.waitForState("slow writer.yaml", .succeeded)
@@ -108,6 +108,7 @@ final class DaemonIntakeTests: XCTestCase {
         Sys.sleep(1.2)   // a full rescan later, the ignored files are still untouched
         for name in ignored { XCTAssertTrue(Sys.exists(h.layout.incoming + "/" + name), name) }
         XCTAssertEqual(h.records().count, 1)
+        XCTAssertEqual(try Sys.list(h.layout.rejected), [], "nothing was rejected half-written")
         XCTAssertEqual(try h.stop(), 0)
     }
 
