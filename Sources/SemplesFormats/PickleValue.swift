@@ -135,6 +135,10 @@ public struct TorchTensor {
         guard let n = checkedProduct(shape, limit: 1 << 40) else {
             throw FormatError(path, "tensor size \(shape) is too large")
         }
+        // Broadcast (stride 0) tensors may address fewer elements than they hold; bound them.
+        guard n <= max(storage.count, 1 << 28) else {
+            throw FormatError(path, "tensor \(shape) expands storage '\(storage.key)' of \(storage.count) elements to \(n)")
+        }
         if n > 0 {
             var last = storageOffset
             for (d, s) in zip(shape, strides) {

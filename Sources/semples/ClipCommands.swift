@@ -8,7 +8,7 @@ import SemplesModels
 struct ClipCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clip", abstract: "Tokenise prompts and score images against texts with CLIP.",
-        subcommands: [ClipTokenizeCommand.self, ClipScoreCommand.self])
+        subcommands: [ClipTokenizeCommand.self, ClipScoreCommand.self, ClipBenchCommand.self])
 }
 
 /// Where to find the BPE vocabulary, shared by the subcommands.
@@ -99,13 +99,40 @@ struct ClipScoreCommand: ParsableCommand {
         if json {
             let object: [String: Any] = ["images": images, "texts": texts,
                                          "similarity": similarity.map { $0.map(Double.init) }]
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
             print(String(decoding: data, as: UTF8.self))
         } else {
             for (i, path) in images.enumerated() {
                 for (j, text) in texts.enumerated() {
                     print(String(format: "%.4f", similarity[i][j]) + "\t'\(path)'\t'\(text)'")
                 }
+            }
+        }
+    }
+}
+
+struct ClipBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Time CLIP ViT-B/32 (random weights): image forward, forward + pixel gradient, class prompts.")
+
+    @Option(help: "Images per batch.") var batch = 8
+    @Option(help: "Class prompts through the text encoder.") var prompts = 20
+    @Option(help: "Timed runs (median reported).") var runs = 3
+    @Option(help: "Worker threads (default: all cores).") var threads: Int?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        if let t = threads { Parallel.configure(threads: t) }
+        let model = CLIPModel(config: .vitB32)
+        CLIPBenchmark.randomise(model)
+        let results = CLIPBenchmark.run(model: model, batch: batch, prompts: prompts, runs: runs)
+        if json {
+            let data = try JSONEncoder().encode(results)
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            for r in results {
+                print(r.name.padding(toLength: 36, withPad: " ", startingAt: 0) + String(format: "%8.3f s", r.seconds))
             }
         }
     }

@@ -60,7 +60,7 @@ final class WeakTrTests: XCTestCase {
         let expected = try Self.tensors("forward.safetensors")
         for f in ["f0", "f1"] {
             let x = Self.input(expected["\(f).image"]!)
-            let out = model.forward(x.view, patchAttention: true)
+            let out = withExtendedLifetime(x) { model.forward(x.view, patchAttention: true) }
             let tag = "\(f) \(memory)"
             assertClose(out.fusionWeights, expected["\(f).aaf_weights"]!, tolerance: 1e-5, "\(tag) AAF weights")
             assertClose(out.logits, expected["\(f).logits_map"]!, tolerance: 1e-5, "\(tag) logits")
@@ -71,7 +71,7 @@ final class WeakTrTests: XCTestCase {
             assertClose(out.coarseCAMPrediction, expected["\(f).coarse_cam_pred"]!, tolerance: 1e-5, "\(tag) coarse pred")
             assertClose(out.fineCAMPrediction, expected["\(f).fine_cam_pred"]!, tolerance: 1e-5, "\(tag) fine pred")
             // Without the patch-attention output the parallel fine-CAM path must agree.
-            let fast = model.forward(x.view)
+            let fast = withExtendedLifetime(x) { model.forward(x.view) }
             XCTAssertNil(fast.patchAttention)
             assertClose(fast.fineCAM, expected["\(f).fine_cam"]!, tolerance: 1e-5, "\(tag) fine CAM (parallel)")
         }
@@ -79,6 +79,19 @@ final class WeakTrTests: XCTestCase {
 
     func testForwardMatchesReferenceRecomputing() throws { try checkForward(memory: .recompute) }
     func testForwardMatchesReferenceKeeping() throws { try checkForward(memory: .keep) }
+
+    func testAveragePoolingMatchesReference() throws {
+        let model = try WeakTr.load(safetensors: Self.fixtures.appendingPathComponent("model.safetensors").path,
+                                    classCount: 3, reduction: 2, pooling: .avg)
+        let expected = try Self.tensors("forward.safetensors")
+        let input = Self.input(expected["f0.image"]!)
+        let out = withExtendedLifetime(input) { model.forward(input.view) }
+        assertClose(out.fusionWeights, expected["avg.aaf_weights"]!, tolerance: 1e-5, "avg AAF weights")
+        assertClose(out.cams, expected["avg.cams"]!, tolerance: 1e-5, "avg cams")
+        assertClose(out.fineCAM, expected["avg.fine_cam"]!, tolerance: 1e-5, "avg fine CAM")
+        XCTAssertGreaterThan(zip(expected["avg.aaf_weights"]!.toArray(), expected["f0.aaf_weights"]!.toArray())
+            .map { abs($0 - $1) }.max()!, 1e-3, "the fixture must tell max from avg pooling")
+    }
 
     func testStrictLoadingReportsEveryProblem() throws {
         var dict = try Self.tensors("model.safetensors")

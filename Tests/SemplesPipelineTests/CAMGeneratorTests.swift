@@ -24,8 +24,8 @@ final class CAMGeneratorTests: XCTestCase {
                         classCount: 3, reduction: 2, pooling: .max)
     }
 
-    static func rgb(_ t: Tensor) -> CAMInput {
-        CAMInput(width: t.shape[1], height: t.shape[0], pixels: t.toArray().map { UInt8($0) })
+    static func rgb(_ t: Tensor) -> Image8 {
+        Image8(width: t.shape[1], height: t.shape[0], channels: 3, pixels: t.toArray().map { UInt8($0) })
     }
 
     static let labels: [[Float]] = [[1, 0, 1], [0, 1, 0]]
@@ -59,18 +59,39 @@ final class CAMGeneratorTests: XCTestCase {
         }
     }
 
+    /// The whole path from the original image, PIL-bicubic rescale included.
+    func testCAMsFromOriginalImagesMatchReference() throws {
+        let expected = try Self.tensors("cams.safetensors")
+        let generator = CAMGenerator(model: try Self.model(), scales: [1.0, 1.2])
+        for (i, labels) in Self.labels.enumerated() {
+            let image = Self.rgb(expected["i\(i).image"]!)
+            let rescaled = PILResize.bicubic(image, width: expected["i\(i).scaled1"]!.shape[1],
+                                             height: expected["i\(i).scaled1"]!.shape[0])
+            XCTAssertEqual(rescaled, Self.rgb(expected["i\(i).scaled1"]!), "PIL bicubic rescale of image \(i)")
+            let cams = generator.cams(for: image, labels: labels)
+            XCTAssertEqual(cams.keys.sorted(), (0..<3).filter { labels[$0] > 0 })
+            for (k, got) in cams {
+                let g = got.toArray(), w = expected["i\(i).cam\(k)"]!.toArray()
+                var worst: Float = 0
+                for j in 0..<g.count { worst = max(worst, abs(g[j] - w[j])) }
+                XCTAssertLessThanOrEqual(worst, 1e-4, "image \(i) class \(k): max error \(worst)")
+            }
+        }
+    }
+
     /// Each entry of the sum: resized, label-masked, flipped back (image 0 in the fixture).
     func testBilinearUpsampleAndFlipMatchReference() throws {
         let expected = try Self.tensors("cams.safetensors")
         let model = try Self.model()
         let scratch = Tensor([2, 100])
+        defer { withExtendedLifetime(scratch) {} }
         for (entry, scaled, flipped) in [(0, "scaled0", false), (1, "scaled0", true), (2, "scaled1", false), (3, "scaled1", true)] {
             let input = Self.rgb(expected["i0.\(scaled)"]!)
             let x = Tensor([3, input.height, input.width])
             input.pixels.withUnsafeBufferPointer {
                 ImageNetInput.normalize($0.baseAddress!, width: input.width, height: input.height, flipped: flipped, into: x.view)
             }
-            let out = model.forward(x.view)
+            let out = withExtendedLifetime(x) { model.forward(x.view) }
             let want = expected["i0.entry\(entry)"]!          // [3, 70, 100]
             for k in 0..<3 {
                 let dst = Tensor([70, 100])
@@ -85,6 +106,25 @@ final class CAMGeneratorTests: XCTestCase {
                 for j in 0..<g.count { worst = max(worst, abs(g[j] - w[j])) }
                 XCTAssertLessThanOrEqual(worst / scale, 5e-5, "entry \(entry) class \(k): max error \(worst)")
             }
+        }
+    }
+
+    /// The committed `.pth` ({'model': state_dict, 'epoch', 'miou'}) loads strictly and gives the
+    /// reference CAMs.
+    func testPthCheckpointGivesReferenceCAMs() throws {
+        let path = Self.fixtures.appendingPathComponent("model.pth").path
+        let model = try Checkpoints.loadWeakTr(path, classCount: 3, reduction: 2, pooling: .max)
+        XCTAssertEqual(model.config, try Self.model().config)
+        let expected = try Self.tensors("cams.safetensors")
+        let cams = CAMGenerator(model: model, scales: [1.0, 1.2])
+            .cams(for: Self.rgb(expected["i0.image"]!), labels: Self.labels[0])
+        for (k, got) in cams {
+            let g = got.toArray(), w = expected["i0.cam\(k)"]!.toArray()
+            XCTAssertLessThanOrEqual(zip(g, w).map { abs($0 - $1) }.max()!, 1e-4, "class \(k)")
+        }
+        XCTAssertThrowsError(try Checkpoints.loadWeakTr(path, classCount: 20, reduction: 8, pooling: .max)) { error in
+            XCTAssertTrue("\(error)".contains("model.pth"), "\(error)")
+            XCTAssertTrue("\(error)".contains("'head.bias': in file [3], in model [20]"), "\(error)")
         }
     }
 

@@ -27,7 +27,7 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(walk.evaluated, expected["evaluated"] as! Int)
         XCTAssertLessThan(walk.evaluated, end - start, "the fixture should exercise the early stop")
 
-        var evaluator = CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: end))
+        var evaluator = try CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: end))
         for image in images {
             try evaluator.add(cams: image.cams, groundTruth: image.groundTruth, height: image.height,
                               width: image.width, source: image.id)
@@ -49,7 +49,7 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(Array(best.truth[0..<classes]), (expected["truth"] as! [Int]).map(Int64.init))
         XCTAssertEqual(Array(best.truePositive[0..<classes]), (expected["true_positive"] as! [Int]).map(Int64.init))
 
-        var fixed = CAMEvaluator(dataSet: labelSet, mode: .fixed(threshold: expected["fixed_threshold"] as! Double))
+        var fixed = try CAMEvaluator(dataSet: labelSet, mode: .fixed(threshold: expected["fixed_threshold"] as! Double))
         for image in images {
             let prediction = try fixed.add(cams: image.cams, groundTruth: image.groundTruth, height: image.height,
                                            width: image.width, source: image.id)
@@ -57,6 +57,16 @@ final class EvaluationTests: XCTestCase {
         }
         XCTAssertEqual(fixed.metrics().bestMeanIoU, expected["fixed_mean_iou"] as! Double, accuracy: 1e-6)
         XCTAssertEqual(fixed.metrics().mode, "fixed")
+
+        // Two workers' evaluators merged give the single evaluator's report.
+        var workers = [try CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: end)),
+                       try CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: end))]
+        for (j, image) in images.enumerated() {
+            try workers[j % 2].add(cams: image.cams, groundTruth: image.groundTruth, height: image.height,
+                                   width: image.width, source: image.id)
+        }
+        workers[0].merge(workers[1])
+        XCTAssertEqual(workers[0].metrics(), metrics)
     }
 
     func testSweepMatchesReferenceVOC() throws { try checkSweep("voc", labelSet: .voc) }
@@ -155,14 +165,14 @@ final class EvaluationTests: XCTestCase {
         }
         XCTAssertThrowsError(try CAMStack([0: Tensor([12])], source: "flat.npy"))
         XCTAssertThrowsError(try CAMStack([300: a], source: "key.npy"))
-        var evaluator = CAMEvaluator(dataSet: .voc, mode: .fixed(threshold: 0.4), crf: .voc)
+        var evaluator = try CAMEvaluator(dataSet: .voc, mode: .fixed(threshold: 0.4), crf: .voc)
         XCTAssertThrowsError(try evaluator.add(cams: [0: a], groundTruth: [UInt8](repeating: 0, count: 12),
                                                height: 3, width: 4, image: nil, source: "no-image"))
     }
 
     /// An image without class maps predicts background everywhere.
     func testEmptyDictionaryIsBackground() throws {
-        var evaluator = CAMEvaluator(dataSet: .voc, mode: .curve(start: 40, end: 45))
+        var evaluator = try CAMEvaluator(dataSet: .voc, mode: .curve(start: 40, end: 45))
         try evaluator.add(cams: [:], groundTruth: [0, 0, 5, 255], height: 2, width: 2, source: "empty")
         let m = evaluator.metrics()
         XCTAssertEqual(m.perClass[0].iou, 2.0 / 3.0)
@@ -174,7 +184,7 @@ final class EvaluationTests: XCTestCase {
     }
 
     func testMetricsJSONRoundTripWithNulls() throws {
-        var evaluator = CAMEvaluator(dataSet: .coco, mode: .fixed(threshold: 0.42))
+        var evaluator = try CAMEvaluator(dataSet: .coco, mode: .fixed(threshold: 0.42))
         try evaluator.add(cams: [0: Tensor([1, 2], values: [0.9, 0.1])], groundTruth: [1, 0], height: 1, width: 2, source: "j")
         let metrics = evaluator.metrics()
         let data = try metrics.jsonData()
@@ -198,5 +208,64 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(LabelSet.voc.classNames[15], "person")
         XCTAssertEqual(LabelSet.coco.classNames[1], "person")
         XCTAssertEqual(LabelSet.coco.classNames[90], "toothbrush")
+    }
+
+    /// Threshold-at-a-time passes driven by ThresholdWalk give the one-pass curve's report.
+    func testThresholdWalkMatchesOnePassCurve() throws {
+        let (images, _) = try EvaluationFixtures.sweepImages("voc")
+        var curve = try CAMEvaluator(dataSet: .voc, mode: .curve(start: 35, end: 60))
+        for image in images {
+            try curve.add(cams: image.cams, groundTruth: image.groundTruth, height: image.height, width: image.width, source: image.id)
+        }
+        var walk = ThresholdWalk(start: 35)
+        var passes = 0
+        while let t = walk.next {
+            var pass = try CAMEvaluator(dataSet: .voc, mode: .fixed(threshold: t))
+            for image in images {
+                try pass.add(cams: image.cams, groundTruth: image.groundTruth, height: image.height, width: image.width, source: image.id)
+            }
+            walk.record(pass.fixedCounts, dataSet: .voc)
+            passes += 1
+        }
+        XCTAssertEqual(passes, curve.metrics().curve.count)
+        XCTAssertEqual(walk.metrics(dataSet: .voc, crf: false, imageCount: images.count), curve.metrics())
+        XCTAssertEqual(curve.metrics().summary["best_threshold"], 0.44)
+    }
+
+    func testCurveWithCRFIsRejectedUpFront() {
+        XCTAssertThrowsError(try CAMEvaluator(dataSet: .voc, mode: .curve(start: 40, end: 60), crf: .voc))
+        XCTAssertThrowsError(try CAMEvaluator(dataSet: .voc, mode: .curve(start: 60, end: 60)))
+        XCTAssertThrowsError(try CAMEvaluator(dataSet: .voc, mode: .fixed(threshold: .nan)))
+    }
+
+    /// With CRF, the fixed-threshold prediction is the CRF of the argmax indices mapped to labels.
+    func testFixedThresholdWithCRF() throws {
+        let (images, _) = try EvaluationFixtures.sweepImages("coco")
+        let image = images[0]
+        var rgb = [UInt8](repeating: 0, count: image.height * image.width * 3)
+        let stack = try CAMStack(image.cams, source: image.id)
+        let plain = stack.labels(threshold: 0.42)
+        for i in 0..<(image.height * image.width) {
+            // Colours follow the ground truth, which the thresholded CAM only roughly matches.
+            let g = image.groundTruth[i]
+            let v: UInt8 = g == 0 || g == 255 ? 40 : UInt8(100 + 30 * Int(g % 5))
+            for c in 0..<3 { rgb[i * 3 + c] = v &+ UInt8((i * 7 + c * 13) % 17) }
+        }
+        var evaluator = try CAMEvaluator(dataSet: .coco, mode: .fixed(threshold: 0.42), crf: .coco)
+        let gt = Image8(width: image.width, height: image.height, channels: 1, pixels: image.groundTruth)
+        let rgbImage = Image8(width: image.width, height: image.height, channels: 3, pixels: rgb)
+        let prediction = try evaluator.add(cams: image.cams, groundTruth: gt, image: rgbImage, source: image.id)!
+        var indices = [UInt8](repeating: 0, count: plain.count)
+        indices.withUnsafeMutableBufferPointer { stack.argmaxIndices(threshold: 0.42, into: $0) }
+        let refined = DenseCRF.refine(labels: indices, labelCount: stack.stackCount, image: rgb,
+                                      width: image.width, height: image.height, parameters: .coco)
+        XCTAssertEqual(prediction, refined.map { stack.labelLookup[Int($0)] })
+        let changed = zip(prediction, plain).filter { $0 != $1 }.count
+        XCTAssertGreaterThan(changed, 0, "the CRF should change some pixels")
+        XCTAssertTrue(evaluator.metrics().crf)
+        // A three-channel ground truth or a mis-sized image is refused.
+        XCTAssertThrowsError(try evaluator.add(cams: image.cams, groundTruth: rgbImage, image: rgbImage, source: "x"))
+        let small = Image8(width: 2, height: 2, channels: 3, pixels: [UInt8](repeating: 0, count: 12))
+        XCTAssertThrowsError(try evaluator.add(cams: image.cams, groundTruth: gt, image: small, source: "x"))
     }
 }

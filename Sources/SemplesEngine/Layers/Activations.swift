@@ -121,8 +121,12 @@ public enum Softmax {
     /// Softmax of one row of length c (p may alias x).
     @inline(__always)
     public static func row(_ x: UnsafePointer<Float>, _ p: UnsafeMutablePointer<Float>, _ c: Int) {
-        var m = -Float.infinity
-        for j in 0..<c { m = max(m, x[j]) }
+        var m8 = Float8(repeating: -.infinity)
+        map8(c) { j, lanes in
+            let v = loadPartial(x + j, lanes, pad: -.infinity)
+            m8.replace(with: v, where: v .> m8)
+        }
+        let m = m8.max()
         var sum8 = Float8(repeating: 0)
         map8(c) { j, lanes in
             let e = exp8(loadPartial(x + j, lanes, pad: -.infinity) - m)

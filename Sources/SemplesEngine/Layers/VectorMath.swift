@@ -1,7 +1,7 @@
 /// Vectorised float32 kernels shared by the layers: exp, erf and SIMD load/store helpers.
 ///
 /// exp uses the classic range reduction x = n·ln2 + r with a degree-6 polynomial (about 1 ulp);
-/// erf uses a rational approximation on [−4, 4] (|error| < 2e-7), saturating to ±1 outside.
+/// erf uses a rational approximation on [−4, 4] (|error| < 4e-7), saturating to ±1 outside.
 
 public typealias Float8 = SIMD8<Float>
 
@@ -17,10 +17,22 @@ public typealias Float8 = SIMD8<Float>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: Float8.self)
 }
 
+/// Clamps each lane to [lo, hi] (written with masks: the generic SIMD `clamped` is scalarised).
+@inline(__always) func clamp8(_ v: Float8, _ lo: Float, _ hi: Float) -> Float8 {
+    var r = v.replacing(with: lo, where: v .< lo)
+    r.replace(with: hi, where: r .> hi)
+    return r
+}
+
 /// e^x for 8 lanes; inputs below −87.3 give ~1e-38 (not 0), inputs above 88.3 saturate.
+///
+/// n = round(x·log2 e) comes from adding 1.5·2²³ + 127: the sum's low mantissa bits then hold
+/// n + 127, which shifted into the exponent field gives 2^n. (Float→Int SIMD conversions and
+/// `rounded` are scalarised by the compiler; this stays in vector registers.)
 @inline(__always) public func exp8(_ x0: Float8) -> Float8 {
-    let x = x0.clamped(lowerBound: Float8(repeating: -87.3), upperBound: Float8(repeating: 88.3))
-    let n = (x * 1.442_695_04 + 0.5).rounded(.down)
+    let x = clamp8(x0, -87.3, 88.3)
+    let t = x * 1.442_695_04 + 12_583_039
+    let n = t - 12_583_039
     var r = x - n * 0.693_359_375
     r = r + n * 2.121_944_4e-4
     var y = Float8(repeating: 1.987_569_15e-4)
@@ -30,7 +42,7 @@ public typealias Float8 = SIMD8<Float>
     y = y * r + 1.666_666_55e-1
     y = y * r + 5.000_000_12e-1
     y = y * (r * r) + r + 1
-    let bits = (SIMD8<Int32>(n, rounding: .towardZero) &+ 127) &<< 23
+    let bits = unsafeBitCast(t, to: SIMD8<UInt32>.self) &<< 23
     return y * unsafeBitCast(bits, to: Float8.self)
 }
 
@@ -41,7 +53,7 @@ public typealias Float8 = SIMD8<Float>
 
 /// erf(x) for 8 lanes.
 @inline(__always) public func erf8(_ x0: Float8) -> Float8 {
-    let x = x0.clamped(lowerBound: Float8(repeating: -4), upperBound: Float8(repeating: 4))
+    let x = clamp8(x0, -4, 4)
     let x2 = x * x
     var p = Float8(repeating: -2.726_142_258_013_06e-10)
     p = p * x2 + 2.770_681_424_959_02e-08

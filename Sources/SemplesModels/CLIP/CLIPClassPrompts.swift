@@ -43,8 +43,7 @@ public struct CLIPTextFeatures {
             throw CLIPVocabularyMismatch(tokenId: bad, vocabularySize: V)
         }
         let T = (CLIPTextEncoder.endPositions(ids).max() ?? 0) + 1
-        let arena = Arena(capacity: model.text.arenaSize(batch: max(ids.count, 1), tokens: T, backward: false)
-                          + ids.count * T * model.config.textWidth + 64)
+        let arena = Arena(capacity: model.text.arenaSize(batch: max(ids.count, 1), tokens: T, backward: false))
         features = Tensor([texts.count, model.config.embedDimension])
         if !texts.isEmpty { model.text.encode(ids, into: features.view, arena: arena) }
         normaliseRows(features.view)

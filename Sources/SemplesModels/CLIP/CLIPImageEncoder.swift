@@ -50,10 +50,10 @@ public struct CLIPImageEncoder {
         let c = config, T = c.imageTokens, W = c.visionWidth, P = c.patchSize, H = c.visionHeads
         let perBlock = 4 * B * T * W + 4 * B * T + (B * T * 3 * W + B * H * T * T + B * T * W) + 2 * B * T * 4 * W
         let blockScratch = B * T * 3 * W + B * T * W + B * H * T * T + B * T * W + B * T * 4 * W
-        var n = B * c.grid * c.grid * 3 * P * P + 3 * B * T * W + 2 * B * T + 4 * B * W + 2 * B
+        var n = B * c.grid * c.grid * (3 * P * P + W) + 3 * B * T * W + 2 * B * T + 4 * B * W + 2 * B
         n += perBlock * (backward ? blocks.count : 1)
         if backward { n += blockScratch + B * T * W + B * c.grid * c.grid * 3 * P * P + 2 * B * W }
-        return n + 64 * (blocks.count * 20 + 40)  // alignment padding
+        return n + n / 64 + 16 * (blocks.count * 20 + 40)  // margin and 16-float alignment padding
     }
 
     /// images: [B, 3, R, R] → features: [B, E] (not normalised). With `keepActivations` the

@@ -25,6 +25,8 @@ public enum CLIPTextCleaner {
             // HTML is unescaped here only when the text does not look like markup.
             if !t.contains("<") { t = unescapeHTML(t) }
             t = fixMojibake(t)
+            // Terminal escapes go before control characters, or their ESC would be dropped alone.
+            t = removeTerminalEscapes(t)
             t = mapScalars(t) { s in
                 let v = s.value
                 if v >= 0x80 && v <= 0x9F { return windows1252Character(UInt8(v)) }  // C1 controls
@@ -41,7 +43,6 @@ public enum CLIPTextCleaner {
                 return nil
             }
             t = t.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
-            t = removeTerminalEscapes(t)
             t = t.precomposedStringWithCanonicalMapping
             // Scalar comparison: String's == treats canonically equivalent texts as equal.
             let unchanged = t.unicodeScalars.elementsEqual(current.unicodeScalars)
@@ -101,33 +102,30 @@ public enum CLIPTextCleaner {
 
     // MARK: - Mojibake (UTF-8 read as Windows-1252)
 
-    /// Finds runs that look like UTF-8 bytes decoded as Windows-1252 (a lead byte character
-    /// followed by the right number of continuation byte characters) and decodes them.
+    /// Finds sequences that look like UTF-8 bytes decoded as Windows-1252 and decodes them.
+    /// Deliberately narrow (the full repair heuristics are large): only the lead characters of
+    /// the common Western mojibake, 'Â' 'Ã' (U+0080…U+00FF) and 'â' (U+2000…U+2FFF, curly quotes
+    /// and dashes), each followed by the right number of continuation characters, and never
+    /// right after a continuation character (inside a longer garble).
     static func fixMojibake(_ text: String) -> String {
         let scalars = Array(text.unicodeScalars)
-        guard scalars.contains(where: { $0.value >= 0xC2 && $0.value <= 0xF4 }) else { return text }
+        guard scalars.contains(where: { $0.value == 0xC2 || $0.value == 0xC3 || $0.value == 0xE2 }) else { return text }
         let bytes = scalars.map { windows1252Byte($0) }
+        func isContinuation(_ k: Int) -> Bool { bytes[k].map { $0 >= 0x80 && $0 <= 0xBF } ?? false }
         var out = String.UnicodeScalarView()
         var i = 0
         var changed = false
         while i < scalars.count {
-            if let lead = bytes[i] {
-                let need: Int
-                switch lead {
-                case 0xC2...0xDF: need = 1
-                case 0xE0...0xEF: need = 2
-                case 0xF0...0xF4: need = 3
-                default: need = 0
-                }
-                if need > 0, i + need < scalars.count,
-                   (1...need).allSatisfy({ bytes[i + $0].map { $0 >= 0x80 && $0 <= 0xBF } ?? false }) {
-                    let seq = [lead] + (1...need).map { bytes[i + $0]! }
-                    if let decoded = String(validating: seq, as: UTF8.self) {
-                        out.append(contentsOf: decoded.unicodeScalars)
-                        i += need + 1
-                        changed = true
-                        continue
-                    }
+            let v = scalars[i].value
+            let need = (v == 0xC2 || v == 0xC3) ? 1 : (v == 0xE2 ? 2 : 0)
+            if need > 0, i + need < scalars.count, !(i > 0 && isContinuation(i - 1)),
+               (1...need).allSatisfy({ isContinuation(i + $0) }) {
+                let seq = [UInt8(v)] + (1...need).map { bytes[i + $0]! }
+                if let decoded = String(validating: seq, as: UTF8.self) {
+                    out.append(contentsOf: decoded.unicodeScalars)
+                    i += need + 1
+                    changed = true
+                    continue
                 }
             }
             out.append(scalars[i])

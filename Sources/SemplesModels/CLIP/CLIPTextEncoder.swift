@@ -39,15 +39,16 @@ public struct CLIPTextEncoder {
         let keepsActivations: Bool
     }
 
-    /// Floats of arena memory for `batch` sequences run to `tokens` positions.
+    /// Floats of arena memory for `batch` sequences run to `tokens` positions (including the
+    /// embedded input `encode` allocates).
     public func arenaSize(batch B: Int, tokens T: Int, backward: Bool) -> Int {
         let W = config.textWidth, H = config.textHeads
         let perBlock = 4 * B * T * W + 4 * B * T + (B * T * 3 * W + B * H * T * T + B * T * W) + 2 * B * T * 4 * W
         let blockScratch = B * T * 3 * W + B * T * W + B * H * T * T + B * T * W + B * T * 4 * W
-        var n = 2 * B * T * W + 3 * B * W + 2 * B
+        var n = 3 * B * T * W + 3 * B * W + 2 * B
         n += perBlock * (backward ? blocks.count : 1)
         if backward { n += blockScratch + B * T * W + 2 * B * W }
-        return n + 64 * (blocks.count * 20 + 40)
+        return n + n / 64 + 16 * (blocks.count * 20 + 40)
     }
 
     /// The EOT position of each id row: the index of its largest id (as the reference reads it).

@@ -85,9 +85,11 @@ public final class WeakTr {
         let o = ws.allocate([N, D])                  // attention output after proj ("feat")
         let hidden = ws.allocate([lay.hiddenFloats])  // MLP hidden [N, F]; also im2col and padded grid scratch
         let qkvStore = ws.allocate([lay.qkvLayers, N, 3 * D])
-        let attn = ws.allocate([lay.attentionSlots, N, N])
+        let attn = ws.allocate([lay.attentionSlots, lay.attentionRows, N])
+        let inverseSums = ws.allocate([lay.inverseSumSlots, N])   // 1/Σexp per query row
         let classRows = ws.allocate([L, NH, C, N])   // softmax rows of the class-token queries
         let pooled = ws.allocate([L, D])             // AAF token pooling of o_l
+        let poolPartial = ws.allocate([workers, D])  // per-chunk pooling
         let posPlanes = ws.allocate([D, lay.grid * lay.grid])
         let posResized = ws.allocate([D, P])
         let headTemp = ws.allocate([hp * (wp + 2), C])
@@ -96,6 +98,7 @@ public final class WeakTr {
         let cams = ws.allocate([C, hp, wp])
         let camsT = ws.allocate([P, C])
         let fineAcc = ws.allocate([workers, P, C])
+        let blockProduct = ws.allocate([workers, Self.rowBlock, C])
         let fine = ws.allocate([C, hp, wp])
         let fusion = ws.allocate([L * NH])
         let predictions = ws.allocate([3, C])
@@ -109,32 +112,57 @@ public final class WeakTr {
         for l in 0..<L {
             let blk = weights.blocks[l]
             let qkv = qkvStore[lay.qkvLayers == 1 ? 0 : l]
-            WeakTrKernels.layerNorm(x.data, a.data, rows: N, d: D, gamma: blk.norm1Weight.data,
-                                    beta: blk.norm1Bias.data, eps: eps)
-            linear(a.data, rows: N, inFeatures: D, weight: blk.qkvWeight, bias: blk.qkvBias, into: qkv.data, outFeatures: 3 * D)
+            // Token-wise work runs on row chunks, one per worker, each with a single-threaded
+            // GEMM: as fast as threaded BLAS on these shapes, without its idle spinning.
+            Parallel.forEach(workers) { w in
+                let (r0, rows) = Self.chunk(w, of: workers, count: N)
+                WeakTrKernels.layerNorm(x.data + r0 * D, a.data + r0 * D, rows: rows, d: D,
+                                        gamma: blk.norm1Weight.data, beta: blk.norm1Bias.data, eps: eps)
+                self.linear(a.data + r0 * D, rows: rows, inFeatures: D, weight: blk.qkvWeight, bias: blk.qkvBias,
+                            into: qkv.data + r0 * 3 * D, outFeatures: 3 * D)
+            }
             Parallel.forEach(workers) { w in
                 for h in stride(from: w, to: NH, by: workers) {
-                    let s = self.attentionMap(attn, layer: l, head: h, worker: w)
-                    BLAS.gemm(transB: true, m: N, n: N, k: hd, alpha: scale,
-                              a: qkv.data + h * hd, lda: 3 * D, b: qkv.data + D + h * hd, ldb: 3 * D,
-                              c: s, ldc: N)
-                    WeakTrKernels.softmaxRows(s, rows: N, n: N, stride: N)
-                    (classRows.data + (l * NH + h) * C * N).update(from: s, count: C * N)
-                    BLAS.gemm(m: N, n: hd, k: N, a: s, lda: N, b: qkv.data + 2 * D + h * hd, ldb: 3 * D,
-                              c: a.data + h * hd, ldc: D)
+                    // Row blocks of the N×N map stay in cache between the score GEMM, the exp
+                    // and the A·V GEMM; the softmax's 1/Σ is applied to the A·V rows.
+                    let inv = self.inverseSumRow(inverseSums, layer: l, head: h, worker: w)
+                    for r0 in stride(from: 0, to: N, by: Self.rowBlock) {
+                        let rows = min(Self.rowBlock, N - r0)
+                        let s = self.attentionBlock(attn, layer: l, head: h, worker: w, firstRow: r0)
+                        BLAS.gemm(transB: true, m: rows, n: N, k: hd, alpha: scale,
+                                  a: qkv.data + r0 * 3 * D + h * hd, lda: 3 * D,
+                                  b: qkv.data + D + h * hd, ldb: 3 * D, c: s, ldc: N)
+                        WeakTrKernels.expRows(s, rows: rows, n: N, stride: N, inverseSums: inv + r0)
+                        let out = a.data + r0 * D + h * hd
+                        BLAS.gemm(m: rows, n: hd, k: N, a: s, lda: N, b: qkv.data + 2 * D + h * hd, ldb: 3 * D,
+                                  c: out, ldc: D)
+                        for i in 0..<rows {
+                            WeakTrKernels.scaleRow(out + i * D, count: hd, by: inv[r0 + i])
+                            if r0 + i < C {   // keep the class-query rows, normalised
+                                let dst = classRows.data + ((l * NH + h) * C + r0 + i) * N
+                                dst.update(from: s + i * N, count: N)
+                                WeakTrKernels.scaleRow(dst, count: N, by: inv[r0 + i])
+                            }
+                        }
+                    }
                 }
             }
-            linear(a.data, rows: N, inFeatures: D, weight: blk.projWeight, bias: blk.projBias, into: o.data, outFeatures: D)
-            poolTokens(o, into: pooled[l])
-            add(o.data, into: x.data, count: N * D)
-            WeakTrKernels.layerNorm(x.data, a.data, rows: N, d: D, gamma: blk.norm2Weight.data,
-                                    beta: blk.norm2Bias.data, eps: eps)
-            linear(a.data, rows: N, inFeatures: D, weight: blk.fc1Weight, bias: blk.fc1Bias, into: hidden.data, outFeatures: F)
-            WeakTrKernels.geluInPlace(hidden.data, count: N * F)
-            // x += fc2(h): bias first, then a beta = 1 GEMM straight into the residual stream.
-            for r in 0..<N { add(blk.fc2Bias.data, into: x.data + r * D, count: D) }
-            BLAS.gemm(transB: true, m: N, n: D, k: F, a: hidden.data, lda: F, b: blk.fc2Weight.data, ldb: F,
-                      beta: 1, c: x.data, ldc: D)
+            Parallel.forEach(workers) { w in
+                let (r0, rows) = Self.chunk(w, of: workers, count: N)
+                let xr = x.data + r0 * D, ar = a.data + r0 * D, or = o.data + r0 * D, hr = hidden.data + r0 * F
+                self.linear(ar, rows: rows, inFeatures: D, weight: blk.projWeight, bias: blk.projBias, into: or, outFeatures: D)
+                self.poolTokens(or, rows: rows, into: poolPartial[w].data)
+                self.add(or, into: xr, count: rows * D)
+                WeakTrKernels.layerNorm(xr, ar, rows: rows, d: D, gamma: blk.norm2Weight.data,
+                                        beta: blk.norm2Bias.data, eps: eps)
+                self.linear(ar, rows: rows, inFeatures: D, weight: blk.fc1Weight, bias: blk.fc1Bias, into: hr, outFeatures: F)
+                WeakTrKernels.geluInPlace(hr, count: rows * F)
+                // x += fc2(h): bias first, then a beta = 1 GEMM straight into the residual stream.
+                for r in 0..<rows { self.add(blk.fc2Bias.data, into: xr + r * D, count: D) }
+                BLAS.gemm(transB: true, m: rows, n: D, k: F, a: hr, lda: F, b: blk.fc2Weight.data, ldb: F,
+                          beta: 1, c: xr, ldc: D)
+            }
+            combinePools(poolPartial, workers: workers, tokens: N, into: pooled[l])
         }
 
         aafWeights(pooled: pooled, into: fusion)
@@ -173,24 +201,37 @@ public final class WeakTr {
         patchAttention?.zero()
         let fineWorkers = patchAttention == nil ? workers : 1
         Parallel.forEach(fineWorkers) { w in
+            let product = blockProduct[w].data
             for j in stride(from: w, to: L * NH, by: fineWorkers) {
                 let l = j / NH, h = j % NH
                 let coef = self.weightsValue(fusion, head: h, layer: l) * invChannels
-                let rowsStart: UnsafeMutablePointer<Float>
-                if self.attentionMemory == .keep {
-                    rowsStart = self.attentionMap(attn, layer: l, head: h, worker: w) + C * N
-                } else {
-                    let qkv = qkvStore[l]
-                    rowsStart = self.attentionMap(attn, layer: l, head: h, worker: w)
-                    BLAS.gemm(transB: true, m: P, n: N, k: hd, alpha: scale,
-                              a: qkv.data + C * 3 * D + h * hd, lda: 3 * D, b: qkv.data + D + h * hd, ldb: 3 * D,
-                              c: rowsStart, ldc: N)
-                    WeakTrKernels.softmaxRows(rowsStart, rows: P, n: N, stride: N)
-                }
-                BLAS.gemm(m: P, n: C, k: P, alpha: coef, a: rowsStart + C, lda: N, b: camsT.data, ldb: C,
-                          beta: 1, c: fineAcc[w].data, ldc: C)
-                if let pa = patchAttention {
-                    for i in 0..<P { BLAS.axpy(count: P, alpha: coef, x: rowsStart + i * N + C, y: pa.data + i * P) }
+                let qkv = qkvStore[self.attentionMemory == .keep ? 0 : l]
+                let inv = self.inverseSumRow(inverseSums, layer: l, head: h, worker: w)
+                for r0 in stride(from: C, to: N, by: Self.rowBlock) {
+                    let rows = min(Self.rowBlock, N - r0)
+                    let s: UnsafeMutablePointer<Float>
+                    if self.attentionMemory == .keep {
+                        s = self.attentionBlock(attn, layer: l, head: h, worker: w, firstRow: r0)
+                    } else {
+                        s = self.attentionBlock(attn, layer: l, head: h, worker: w, firstRow: r0)
+                        BLAS.gemm(transB: true, m: rows, n: N, k: hd, alpha: scale,
+                                  a: qkv.data + r0 * 3 * D + h * hd, lda: 3 * D,
+                                  b: qkv.data + D + h * hd, ldb: 3 * D, c: s, ldc: N)
+                        WeakTrKernels.expRows(s, rows: rows, n: N, stride: N, inverseSums: inv + r0)
+                    }
+                    // product[i, c] = Σ_p E[r0+i, C+p] · cams[c, p]; then × w_j/LH · 1/Σ_i.
+                    BLAS.gemm(m: rows, n: C, k: P, a: s + C, lda: N, b: camsT.data, ldb: C,
+                              c: product, ldc: C)
+                    let acc = fineAcc[w].data + (r0 - C) * C
+                    for i in 0..<rows {
+                        BLAS.axpy(count: C, alpha: coef * inv[r0 + i], x: product + i * C, y: acc + i * C)
+                    }
+                    if let pa = patchAttention {
+                        for i in 0..<rows {
+                            BLAS.axpy(count: P, alpha: coef * inv[r0 + i], x: s + i * N + C,
+                                      y: pa.data + (r0 - C + i) * P)
+                        }
+                    }
                 }
             }
         }
@@ -215,12 +256,26 @@ public final class WeakTr {
         fusion.data[h * config.depth + l]
     }
 
-    /// The N×N buffer holding map (l, h): its own slot when kept, the worker's scratch otherwise.
+    /// Rows per block of an attention map when it is not kept whole.
+    static let rowBlock = 128
+
+    /// Where rows firstRow… of map (l, h) go: the map's own slot when kept, else the worker's
+    /// block scratch.
     @inline(__always)
-    private func attentionMap(_ attn: TensorView, layer l: Int, head h: Int, worker w: Int) -> UnsafeMutablePointer<Float> {
-        let n = attn.shape[1]
+    private func attentionBlock(_ attn: TensorView, layer l: Int, head h: Int, worker w: Int,
+                                firstRow: Int) -> UnsafeMutablePointer<Float> {
+        let rows = attn.shape[1], n = attn.shape[2]
+        if attentionMemory == .keep {
+            return attn.data + (l * config.headCount + h) * rows * n + firstRow * n
+        }
+        return attn.data + w * rows * n
+    }
+
+    /// The 1/Σexp row of map (l, h): kept per map (keep) or per worker (recompute).
+    @inline(__always)
+    private func inverseSumRow(_ sums: TensorView, layer l: Int, head h: Int, worker w: Int) -> UnsafeMutablePointer<Float> {
         let slot = attentionMemory == .keep ? l * config.headCount + h : w
-        return attn.data + slot * n * n
+        return sums.data + slot * sums.shape[1]
     }
 
     /// y[rows, out] = x[rows, in] · Wᵀ + b, W: [out, in] (PyTorch layout).
@@ -274,19 +329,40 @@ public final class WeakTr {
         }
     }
 
-    /// Max or mean of o_l over all N tokens, per channel (spec §2.1.4 pooling).
-    private func poolTokens(_ o: TensorView, into out: TensorView) {
-        let N = o.shape[0], D = o.shape[1]
-        out.data.update(from: o.data, count: D)
-        for n in 1..<max(N, 1) {
-            let row = o.data + n * D
+    /// Rows [start, start + length) of chunk w when `count` rows are split over `workers`.
+    @inline(__always)
+    static func chunk(_ w: Int, of workers: Int, count: Int) -> (start: Int, length: Int) {
+        let lo = count * w / workers, hi = count * (w + 1) / workers
+        return (lo, hi - lo)
+    }
+
+    /// Max or sum over `rows` token rows of o, per channel (part of the spec §2.1.4 pooling).
+    private func poolTokens(_ o: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
+        let D = config.embedDimension
+        if rows == 0 {
+            out.update(repeating: config.pooling == .max ? -.infinity : 0, count: D)
+            return
+        }
+        out.update(from: o, count: D)
+        for n in 1..<rows {
+            let row = o + n * D
             if config.pooling == .max {
-                for d in 0..<D { out.data[d] = max(out.data[d], row[d]) }
+                for d in 0..<D { out[d] = max(out[d], row[d]) }
             } else {
-                for d in 0..<D { out.data[d] += row[d] }
+                for d in 0..<D { out[d] += row[d] }
             }
         }
-        if config.pooling == .avg { for d in 0..<D { out.data[d] /= Float(N) } }
+    }
+
+    /// Max of the chunk maxima, or the chunk sums divided by the token count.
+    private func combinePools(_ partial: TensorView, workers: Int, tokens: Int, into out: TensorView) {
+        let D = config.embedDimension
+        out.data.update(from: partial.data, count: D)
+        for w in 1..<max(workers, 1) {
+            let p = partial.data + w * D
+            for d in 0..<D { out.data[d] = config.pooling == .max ? max(out.data[d], p[d]) : out.data[d] + p[d] }
+        }
+        if config.pooling == .avg { for d in 0..<D { out.data[d] /= Float(tokens) } }
     }
 
     /// AAF weights w: [L·H] from the pooled features (spec §2.1.4, channel interleave of trap 23:
@@ -352,6 +428,8 @@ public final class WeakTr {
         let total: Int
         let qkvLayers: Int
         let attentionSlots: Int
+        let attentionRows: Int
+        let inverseSumSlots: Int
         let grid: Int
         let hiddenFloats: Int
 
@@ -361,11 +439,13 @@ public final class WeakTr {
             grid = config.gridSide
             qkvLayers = memory == .keep ? 1 : L
             attentionSlots = memory == .keep ? L * NH : workers
+            attentionRows = memory == .keep ? N : min(N, WeakTr.rowBlock)
+            inverseSumSlots = memory == .keep ? L * NH : workers
             func r(_ n: Int) -> Int { (n + 15) & ~15 }
             hiddenFloats = max(N * config.mlpHidden, P * 768, ((hp + 2) * (wp + 2) + 2) * D)
-            var t = 3 * r(N * D) + r(hiddenFloats) + r(qkvLayers * N * 3 * D) + r(attentionSlots * N * N)
-            t += r(L * NH * C * N) + r(L * D) + r(D * grid * grid) + r(D * P) + r(hp * (wp + 2) * C)
-            t += 4 * r(C * P) + r(P * C) + r(workers * P * C) + r(L * NH) + r(3 * C)
+            var t = 3 * r(N * D) + r(hiddenFloats) + r(qkvLayers * N * 3 * D) + r(attentionSlots * attentionRows * N) + r(inverseSumSlots * N)
+            t += r(L * NH * C * N) + r(L * D) + r(workers * D) + r(D * grid * grid) + r(D * P) + r(hp * (wp + 2) * C)
+            t += 4 * r(C * P) + r(P * C) + r(workers * P * C) + r(workers * WeakTr.rowBlock * C) + r(L * NH) + r(3 * C)
             if patchAttention { t += r(P * P) }
             total = t
         }

@@ -21,7 +21,9 @@ enum WeakTrKernels {
     /// error ≈ 1e-7). Rounding uses the 1.5·2²³ trick so that only SSE2 operations are needed.
     @inline(__always)
     static func exp8(_ x: V8) -> V8 {
-        let clamped = x.clamped(lowerBound: V8(repeating: -87.0), upperBound: V8(repeating: 88.0))
+        // Clamp with masks: the generic pointwise min/max of the standard library are not inlined.
+        let lo = V8(repeating: -87.0), hi = V8(repeating: 88.0)
+        let clamped = x.replacing(with: lo, where: x .< lo).replacing(with: hi, where: x .> hi)
         let magic = V8(repeating: 12582912.0)
         let t = clamped * V8(repeating: 1.44269504088896341) + magic
         let n = t - magic
@@ -77,13 +79,16 @@ enum WeakTrKernels {
         return V8(repeating: 0.5) * x * (V8(repeating: 1) + erf)
     }
 
-    /// In-place softmax of each of `rows` rows of length `n` (row stride `stride`).
-    static func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, n: Int, stride: Int) {
+    /// Unnormalised softmax of each of `rows` rows of length `n` (row stride `stride`):
+    /// s ← exp(s − rowmax), inverseSums[r] = 1 / Σ exp. Callers fold the 1/Σ into what they
+    /// compute from the row, which saves a pass over the N×N scores.
+    static func expRows(_ s: UnsafeMutablePointer<Float>, rows: Int, n: Int, stride: Int,
+                        inverseSums: UnsafeMutablePointer<Float>) {
         for r in 0..<rows {
             let row = s + r * stride
             var m8 = V8(repeating: -.infinity)
             var j = 0
-            while j + 8 <= n { m8 = pointwiseMax(m8, load8(row + j)); j += 8 }
+            while j + 8 <= n { let v = load8(row + j); m8 = m8.replacing(with: v, where: v .> m8); j += 8 }
             var m = m8.max()
             while j < n { m = max(m, row[j]); j += 1 }
             let mv = V8(repeating: m)
@@ -102,12 +107,27 @@ enum WeakTrKernels {
                 sum += e
                 j += 1
             }
-            let inv = 1 / sum
-            let iv = V8(repeating: inv)
-            j = 0
-            while j + 8 <= n { store8(load8(row + j) * iv, row + j); j += 8 }
-            while j < n { row[j] *= inv; j += 1 }
+            inverseSums[r] = 1 / sum
         }
+    }
+
+    /// In-place softmax of each of `rows` rows of length `n` (row stride `stride`).
+    static func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, n: Int, stride: Int) {
+        var inv: Float = 0
+        for r in 0..<rows {
+            let row = s + r * stride
+            expRows(row, rows: 1, n: n, stride: stride, inverseSums: &inv)
+            scaleRow(row, count: n, by: inv)
+        }
+    }
+
+    /// row[0..<count] *= factor.
+    @inline(__always)
+    static func scaleRow(_ row: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
+        let f = V8(repeating: factor)
+        var j = 0
+        while j + 8 <= count { store8(load8(row + j) * f, row + j); j += 8 }
+        while j < count { row[j] *= factor; j += 1 }
     }
 
     /// LayerNorm over the last axis: x, y: [rows, d] (may alias), gamma, beta: [d].

@@ -1,8 +1,9 @@
 import Foundation
 import SemplesEngine
+import SemplesFormats
 import SemplesModels
 
-/// An interleaved 8-bit RGB image already rescaled for one CAM scale.
+/// An interleaved 8-bit RGB image already rescaled for one CAM scale (raw-buffer form of Image8).
 public struct CAMInput {
     public var width: Int
     public var height: Int
@@ -36,10 +37,28 @@ public final class CAMGenerator {
         (Int((Double(width) * scale).rounded(.toNearestOrEven)), Int((Double(height) * scale).rounded(.toNearestOrEven)))
     }
 
-    /// CAMs {class k: [H, W] in [0, 1]} for every class with label > 0, from the images already
-    /// rescaled for each of `scales` (same order). H×W is the first input's size. Empty when no
-    /// label is positive.
+    /// CAMs {class k: [H, W] in [0, 1]} for every class with label > 0 of an RGB image: each scale
+    /// is made with PIL bicubic (the image itself when the size is unchanged). H×W is the size at
+    /// the first scale (the image's own size for scale 1.0).
+    public func cams(for image: Image8, labels: [Float]) -> [Int: Tensor] {
+        precondition(image.channels == 3, "CAM input must be RGB, got \(image.channels) channels")
+        let inputs = scales.map { s -> Image8 in
+            let size = Self.scaledSize(width: image.width, height: image.height, scale: s)
+            if size.width == image.width && size.height == image.height { return image }
+            return PILResize.bicubic(image, width: size.width, height: size.height)
+        }
+        return cams(scaledImages: inputs, labels: labels)
+    }
+
+    /// The same from raw RGB buffers already rescaled for each of `scales`.
     public func cams(scaledImages inputs: [CAMInput], labels: [Float]) -> [Int: Tensor] {
+        cams(scaledImages: inputs.map { Image8(width: $0.width, height: $0.height, channels: 3, pixels: $0.pixels) },
+             labels: labels)
+    }
+
+    /// The same from images already rescaled for each of `scales` (same order). Empty when no
+    /// label is positive.
+    public func cams(scaledImages inputs: [Image8], labels: [Float]) -> [Int: Tensor] {
         precondition(inputs.count == scales.count, "\(inputs.count) inputs for \(scales.count) scales")
         let C = model.config.classCount
         precondition(labels.count == C, "\(labels.count) labels for \(C) classes")
@@ -56,6 +75,7 @@ public final class CAMGenerator {
         let inputMark = arena.mark
 
         for input in inputs {
+            precondition(input.channels == 3, "CAM input must be RGB, got \(input.channels) channels")
             for flipped in [false, true] {
                 arena.release(to: inputMark)
                 let x = arena.allocate([3, input.height, input.width])

@@ -5,8 +5,8 @@ import SemplesFormats
 ///
 /// Without CRF, a curve is measured in one pass over the images (every threshold at once, see
 /// `ThresholdSweep`). With CRF the prediction at each threshold goes through the dense CRF, so a
-/// curve with CRF needs one pass per threshold: the caller runs a fixed evaluator per threshold
-/// and stops with `GreedyThreshold` as the reference does.
+/// curve with CRF needs one pass per threshold, as in the reference: drive it with `ThresholdWalk`
+/// and a fixed-threshold evaluator per pass.
 public struct CAMEvaluator: Sendable {
     public enum Mode: Equatable, Sendable {
         /// Greedy sweep over start/100 … (end−1)/100.
@@ -23,16 +23,24 @@ public struct CAMEvaluator: Sendable {
     private var counts = ConfusionCounts()
     public private(set) var imageCount = 0
 
-    public init(dataSet: LabelSet, mode: Mode, crf: DenseCRFParameters? = nil) {
-        if case .curve = mode {
-            precondition(crf == nil, "a curve with CRF is run as one fixed pass per threshold")
+    /// Throws when a curve is combined with CRF (run those with `ThresholdWalk`) or the curve is empty.
+    public init(dataSet: LabelSet, mode: Mode, crf: DenseCRFParameters? = nil) throws {
+        if case let .curve(start, end) = mode {
+            guard crf == nil else {
+                throw EvaluationSetupError("a threshold curve with CRF takes one pass per threshold: use ThresholdWalk with fixed-threshold passes")
+            }
+            guard start >= 0, start < end else {
+                throw EvaluationSetupError("curve start \(start) must be ≥ 0 and below end \(end)")
+            }
+        }
+        if case let .fixed(t) = mode, !(t.isFinite) {
+            throw EvaluationSetupError("threshold \(t) is not a finite number")
         }
         self.dataSet = dataSet
         self.mode = mode
         self.crf = crf
         switch mode {
         case let .curve(start, end):
-            precondition(start >= 0 && start < end, "curve start \(start) must lie below end \(end)")
             sweep = ThresholdSweep(thresholds: ThresholdSweep.curveThresholds(start: start, end: end))
         case let .fixed(t):
             sweep = ThresholdSweep(thresholds: [t])
@@ -74,6 +82,30 @@ public struct CAMEvaluator: Sendable {
         }
     }
 
+    /// Adds one image as `ImageIO` reads it: groundTruth from `readLabels` (one channel), image
+    /// from `read` (RGB, only needed with CRF).
+    @discardableResult
+    public mutating func add(cams: [Int: Tensor], groundTruth: Image8, image: Image8? = nil, source: String) throws -> [UInt8]? {
+        guard groundTruth.channels == 1 else {
+            throw FormatError(source, "ground truth has \(groundTruth.channels) channels, expected a one-channel label map")
+        }
+        if let image {
+            guard image.channels == 3, image.width == groundTruth.width, image.height == groundTruth.height else {
+                throw FormatError(source, "image is \(image.width)×\(image.height)×\(image.channels), expected \(groundTruth.width)×\(groundTruth.height)×3 like its ground truth")
+            }
+        }
+        return try add(cams: cams, groundTruth: groundTruth.pixels, height: groundTruth.height, width: groundTruth.width,
+                       image: image?.pixels, source: source)
+    }
+
+    /// Adds the images of another evaluator with the same settings (e.g. one per worker thread).
+    public mutating func merge(_ other: CAMEvaluator) {
+        precondition(other.dataSet == dataSet && other.mode == mode && other.crf == crf, "merging evaluators with different settings")
+        sweep.merge(other.sweep)
+        counts.merge(other.counts)
+        imageCount += other.imageCount
+    }
+
     /// The report over all images added so far.
     public func metrics() -> EvaluationMetrics {
         switch mode {
@@ -88,4 +120,50 @@ public struct CAMEvaluator: Sendable {
 
     /// The confusion counts in fixed mode (to combine per-threshold CRF passes into a curve).
     public var fixedCounts: ConfusionCounts { counts }
+}
+
+/// A setting that cannot be evaluated (thrown before any image is read).
+public struct EvaluationSetupError: Error, CustomStringConvertible, Equatable {
+    public let detail: String
+    public init(_ detail: String) { self.detail = detail }
+    public var description: String { detail }
+}
+
+/// The greedy threshold walk run one threshold at a time, for curves whose every threshold needs
+/// its own pass over the images (with CRF):
+///
+///     var walk = ThresholdWalk(start: 40)
+///     while let t = walk.next {
+///         var pass = try CAMEvaluator(dataSet: .voc, mode: .fixed(threshold: t), crf: .voc)
+///         for image in images { try pass.add(…) }
+///         walk.record(pass.fixedCounts, dataSet: .voc)
+///     }
+///     let metrics = walk.metrics(dataSet: .voc, crf: true, imageCount: images.count)
+public struct ThresholdWalk: Sendable {
+    public let thresholds: [Double]
+    private var recorded: [ConfusionCounts] = []
+    private var bestPercent = 0.0
+    private var stopped = false
+
+    public init(start: Int, end: Int = 60) {
+        thresholds = ThresholdSweep.curveThresholds(start: start, end: end)
+    }
+
+    /// The threshold to evaluate next, nil once the walk has stopped or run out of thresholds.
+    public var next: Double? {
+        stopped || recorded.count >= thresholds.count ? nil : thresholds[recorded.count]
+    }
+
+    /// Records the counts of the pass at `next` and applies the stop rule.
+    public mutating func record(_ counts: ConfusionCounts, dataSet: LabelSet) {
+        precondition(next != nil, "the walk has already stopped")
+        recorded.append(counts)
+        let percent = counts.meanIoU(classCount: dataSet.classCount) * 100
+        if percent > bestPercent { bestPercent = percent } else { stopped = true }
+    }
+
+    public func metrics(dataSet: LabelSet, crf: Bool, imageCount: Int) -> EvaluationMetrics {
+        EvaluationMetrics(dataSet: dataSet, curveMode: true, crf: crf, imageCount: imageCount,
+                          points: zip(thresholds, recorded).map { (threshold: $0, counts: $1) })
+    }
 }

@@ -96,6 +96,12 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
         }
     }
 
+    /// The headline numbers for `result.json`: best threshold, best mIoU (fraction), images, pixels.
+    public var summary: [String: Double] {
+        ["best_threshold": bestThreshold, "best_mIoU": bestMeanIoU, "images": Double(imageCount),
+         "pixels": Double(pixelCount)]
+    }
+
     /// Pretty-printed JSON with sorted keys.
     public func jsonData() throws -> Data {
         let encoder = JSONEncoder()

@@ -98,7 +98,8 @@ final class PermutohedralLattice {
             barycentric[0] += 1 + barycentric[d + 1]
             // The d+1 simplex vertices.
             for r in 0...d {
-                for i in 0..<d { key[i] = Int16(rem0[i] + Float(canonical[r * (d + 1) + rank[i]])) }
+                // Keys are 16-bit as in the reference (wrapping rather than trapping on huge images).
+                for i in 0..<d { key[i] = Int16(truncatingIfNeeded: Int(rem0[i] + Float(canonical[r * (d + 1) + rank[i]]))) }
                 offsets[k * (d + 1) + r] = Int32(key.withUnsafeBufferPointer { table.find($0.baseAddress!, create: true) })
                 weights[k * (d + 1) + r] = barycentric[r]
             }
@@ -113,12 +114,12 @@ final class PermutohedralLattice {
             for i in 0..<m {
                 table.withKey(i) { key in
                     for c in 0..<d {
-                        n1[c] = key[c] - 1
-                        n2[c] = key[c] + 1
+                        n1[c] = key[c] &- 1
+                        n2[c] = key[c] &+ 1
                     }
                     if j < d {
-                        n1[j] = key[j] + Int16(d)
-                        n2[j] = key[j] - Int16(d)
+                        n1[j] = key[j] &+ Int16(d)
+                        n2[j] = key[j] &- Int16(d)
                     }
                 }
                 neighbours[(j * m + i) * 2] = Int32(n1.withUnsafeBufferPointer { table.find($0.baseAddress!, create: false) })

@@ -29,7 +29,7 @@ public final class JobContext: @unchecked Sendable {
         } else {
             let path = logFile ?? outputFolder.appendingPathComponent("log.txt").path
             if !FileManager.default.fileExists(atPath: path) {
-                FileManager.default.createFile(atPath: path, contents: nil)
+                _ = FileManager.default.createFile(atPath: path, contents: nil)
             }
             guard let h = FileHandle(forWritingAtPath: path) else {
                 throw FormatError(path, "cannot open the log for writing")

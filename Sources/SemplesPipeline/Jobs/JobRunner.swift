@@ -110,6 +110,8 @@ public enum JobRunner {
 
     static func makeJob(_ manifest: Manifest) throws -> Job {
         switch manifest.job {
+        case .cam: return try CAMJob(manifest: manifest)
+        case .evaluate: return try EvaluateJob(manifest: manifest)
         default:
             throw ManifestError(file: manifest.file, key: "job", "'\(manifest.job.rawValue)' jobs are not available in this version")
         }

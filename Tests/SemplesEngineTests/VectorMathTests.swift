@@ -1,0 +1,41 @@
+import Foundation
+import XCTest
+@testable import SemplesEngine
+
+final class VectorMathTests: XCTestCase {
+    func testExpAndErfAgreeWithLibm() {
+        var worstExp = 0.0, worstErf = 0.0
+        var x: Float = -80
+        while x < 80 {
+            let e = Foundation.exp(Double(x))
+            worstExp = max(worstExp, abs(Double(expScalar(x)) - e) / e)
+            if abs(x) < 6 { worstErf = max(worstErf, abs(Double(erfScalar(x)) - Foundation.erf(Double(x)))) }
+            x += 0.0137
+        }
+        XCTAssertLessThan(worstExp, 3e-7)
+        XCTAssertLessThan(worstErf, 5e-7)
+        XCTAssertEqual(erfScalar(9), 1, accuracy: 1e-7)
+        XCTAssertLessThan(expScalar(-200), 1e-37)
+    }
+
+    func testSoftmaxRowWithTail() {
+        let x = Tensor([11], values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, -1000])
+        let p = Tensor([11])
+        Softmax.forward(x.view, into: p.view)
+        let z = (1...10).map { Foundation.exp(Double($0) - 10) }.reduce(0, +)
+        for i in 0..<10 { XCTAssertEqual(Double(p.data[i]), Foundation.exp(Double(i + 1) - 10) / z, accuracy: 1e-7) }
+        XCTAssertEqual(p.data[10], 0, accuracy: 1e-30)
+    }
+
+    func testBenchmarkRatios() {
+        let e = EngineBenchmark.Report(threads: 2, figures: [
+            .init(name: "vit_s16_block_forward", medianMilliseconds: 50, minimumMilliseconds: 40, gflops: nil, iterations: 3),
+            .init(name: "sgemm", medianMilliseconds: 1, minimumMilliseconds: 1, gflops: 120, iterations: 3)])
+        let t = EngineBenchmark.Report(threads: 2, figures: [
+            .init(name: "vit_s16_block_forward", medianMilliseconds: 60, minimumMilliseconds: 50, gflops: nil, iterations: 3),
+            .init(name: "sgemm", medianMilliseconds: 1, minimumMilliseconds: 1, gflops: 100, iterations: 3)])
+        let r = EngineBenchmark.ratios(engine: e, torch: t)
+        XCTAssertEqual(r["vit_s16_block_forward"]!, 1.2, accuracy: 1e-12)
+        XCTAssertEqual(r["sgemm"]!, 1.2, accuracy: 1e-12)
+    }
+}
