@@ -36,4 +36,6 @@ int semples_png_encode(const uint8_t *pixels, int width, int height, int channel
 
 void semples_codecs_free(void *p);
 
+#include "jpeg_encode.h"
+
 #endif
