@@ -275,6 +275,17 @@ final class ClientCommandTests: XCTestCase {
         try p.run()
         p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 4, "no spool")
+        // With the daemon down a request is kept (exit 5) and answered at the next start.
+        try h.drop("later.yaml", h.manifest("items=50 item_s=0.1"))
+        _ = try h.waitForState("later.yaml", .running)
+        XCTAssertEqual(try h.stop(), 0)
+        (code, out, err) = try h.cli(["cancel", "later.yaml"])
+        XCTAssertEqual(code, 5, out + err)
+        func pending() -> [String] { ((try? Sys.list(h.layout.control)) ?? []).filter { !$0.hasPrefix(".") } }
+        XCTAssertEqual(pending().count, 1)
+        try h.start()
+        _ = try h.waitForState("later.yaml", .cancelled)
+        XCTAssertEqual(pending(), [])
         XCTAssertEqual(try h.stop(), 0)
     }
 }
