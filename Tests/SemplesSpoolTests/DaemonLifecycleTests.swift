@@ -9,8 +9,9 @@ final class DaemonLifecycleTests: XCTestCase {
         let h = try SpoolHarness()
         try h.start()
         try h.drop("long.yaml", h.manifest("items=200 item_s=0.1"))
-        try h.drop("next.yaml", h.manifest())
         let running = try h.waitForState("long.yaml", .running)
+        try h.drop("next.yaml", h.manifest())
+        _ = try h.waitForState("next.yaml", .queued)
         try h.wait("progress", timeout: 10) { Sys.exists(h.outbox(running) + "/progress.json") }
         let (statusCode, statusText, _) = try h.cli(["status"])
         XCTAssertEqual(statusCode, 0)
