@@ -24,7 +24,7 @@ public enum JobKind: String, CaseIterable, Codable, Sendable {
     case cam, evaluate, train, pipeline, weaktr
 
     /// Kinds this version can run; the others are refused at validation with a clear message.
-    public static let available: Set<JobKind> = [.cam, .evaluate]
+    public static let available: Set<JobKind> = [.cam, .evaluate, .weaktr]
 }
 
 public enum DataSetKind: String, CaseIterable, Codable, Sendable {
@@ -66,6 +66,8 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var camType: DataSetKind?
     public var limit: Int?
     public var seed: Int
+    /// The keys of `job: weaktr` (nil for other jobs).
+    public var weaktr: WeakTrManifest? = nil
 
     /// Reads and validates a manifest (YAML or JSON). Throws `ManifestError` before any work starts.
     public static func load(path: String) throws -> Manifest {
@@ -93,6 +95,33 @@ public struct Manifest: Codable, Sendable, Equatable {
         var r = KeyReader(dict: dict, file: file, base: base, checkFiles: checkFiles)
         return try r.read()
     }
+}
+
+/// WeakTr base training keys (`job: weaktr`), mirroring WeakTr:`main.py`'s flags.
+public struct WeakTrManifest: Codable, Sendable, Equatable {
+    /// CAM-evaluation list run after every epoch (`img_ms_list`); nil: no per-epoch evaluation.
+    public var imgMsList: String?
+    public var epochs = 60
+    public var batchSize = 64
+    public var lr = 6e-4
+    public var minLr = 1e-5
+    public var warmupEpochs = 5
+    public var weightDecay = 0.03
+    public var dropPath = 0.1
+    public var inputSize = 224
+    /// `deit_small` (384, 12, 6), `deit_tiny` (192, 12, 3), or the sizes given by the three keys below.
+    public var model = "deit_small"
+    public var embedDim = 384
+    public var depth = 12
+    public var numHeads = 6
+    /// DeiT ImageNet weights (.pth) to start from (spec §4.3); nil: from scratch.
+    public var finetune: String?
+    public var evalScales: [Double] = [1.0]
+    public var evalStart = 40
+    /// Minutes between mid-epoch checkpoints.
+    public var checkpointMinutes = 5.0
+
+    public init() {}
 }
 
 /// What each key accepts and which jobs know it.
@@ -125,6 +154,23 @@ private let keySpecs: [String: KeySpec] = [
     "crf": KeySpec(jobs: evalLike),
     "cam_type": KeySpec(jobs: evalLike),
     "limit": KeySpec(jobs: allJobs),
+    "img_ms_list": KeySpec(jobs: [.weaktr]),
+    "epochs": KeySpec(jobs: [.weaktr]),
+    "batch_size": KeySpec(jobs: [.weaktr]),
+    "lr": KeySpec(jobs: [.weaktr]),
+    "min_lr": KeySpec(jobs: [.weaktr]),
+    "warmup_epochs": KeySpec(jobs: [.weaktr]),
+    "weight_decay": KeySpec(jobs: [.weaktr]),
+    "drop_path": KeySpec(jobs: [.weaktr]),
+    "input_size": KeySpec(jobs: [.weaktr]),
+    "model": KeySpec(jobs: [.weaktr]),
+    "embed_dim": KeySpec(jobs: [.weaktr]),
+    "depth": KeySpec(jobs: [.weaktr]),
+    "num_heads": KeySpec(jobs: [.weaktr]),
+    "finetune": KeySpec(jobs: [.weaktr]),
+    "eval_scales": KeySpec(jobs: [.weaktr]),
+    "eval_start": KeySpec(jobs: [.weaktr]),
+    "checkpoint_minutes": KeySpec(jobs: [.weaktr]),
     "seed": KeySpec(jobs: allJobs),
 ]
 
@@ -165,8 +211,22 @@ private struct KeyReader {
             throw fail("data_set", "'\(dataSetName)' is not a data set; expected VOC12 or COCO")
         }
         guard let dataPath = try path("data_path", directory: true) else { throw fail("data_path", "missing") }
-        guard let imgList = try path("img_list", directory: false) else { throw fail("img_list", "missing") }
         let clsLabels = try path("cls_labels", directory: false)
+        let imgList: String
+        if let given = try path("img_list", directory: false) {
+            imgList = given
+        } else if job == .weaktr {
+            // Default: the training list beside the labels (WeakTr's train_aug_id.txt).
+            let folder = clsLabels.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }
+                ?? dataPath + (dataSet == .voc12 ? "/voc12" : "/coco")
+            let name = dataSet == .voc12 ? "train_aug_id.txt" : "train_id.txt"
+            imgList = folder + "/" + name
+            if checkFiles && !FileManager.default.isReadableFile(atPath: imgList) {
+                throw fail("img_list", "missing, and the default training list '\(imgList)' does not exist")
+            }
+        } else {
+            throw fail("img_list", "missing")
+        }
 
         var m = Manifest(
             file: file, job: job, name: try string("name"), dataSet: dataSet,
@@ -198,6 +258,13 @@ private struct KeyReader {
             if m.masks && m.maskThreshold == nil {
                 throw fail("mask_threshold", "missing; pseudo-masks ('masks: true') need a background threshold such as 0.43")
             }
+        case .weaktr:
+            m.reduction = try int("reduction", range: 1...4096) ?? 8
+            if let p = try string("pool_type") {
+                guard let pool = PoolType(rawValue: p) else { throw fail("pool_type", "'\(p)' is not max or avg") }
+                m.poolType = pool
+            }
+            m.weaktr = try readWeakTrKeys(imgList: imgList, dataSet: dataSet, reduction: m.reduction)
         case .evaluate:
             guard let predict = try path("predict_dir", directory: true) else {
                 throw fail("predict_dir", "missing; the folder of <id>.npy CAM files to evaluate")
@@ -208,6 +275,58 @@ private struct KeyReader {
             break
         }
         return m
+    }
+
+    func readWeakTrKeys(imgList: String, dataSet: DataSetKind, reduction: Int) throws -> WeakTrManifest {
+        var w = WeakTrManifest()
+        if let list = try path("img_ms_list", directory: false) {
+            w.imgMsList = list
+        } else {
+            // Default: the reference's CAM-evaluation list beside the training list, when present.
+            let beside = URL(fileURLWithPath: imgList).deletingLastPathComponent()
+                .appendingPathComponent(dataSet == .voc12 ? "train_id.txt" : "train_1250_id.txt").path
+            w.imgMsList = FileManager.default.isReadableFile(atPath: beside) ? beside : nil
+        }
+        w.epochs = try int("epochs", range: 1...10_000) ?? 60
+        w.batchSize = try int("batch_size", range: 1...4096) ?? 64
+        w.lr = try double("lr", range: 0...10) ?? 6e-4
+        w.minLr = try double("min_lr", range: 0...10) ?? 1e-5
+        w.warmupEpochs = try int("warmup_epochs", range: 0...10_000) ?? 5
+        w.weightDecay = try double("weight_decay", range: 0...10) ?? 0.03
+        w.dropPath = try double("drop_path", range: 0...0.99) ?? 0.1
+        w.inputSize = try int("input_size", range: 16...4096) ?? 224
+        guard w.inputSize % 16 == 0 else { throw fail("input_size", "\(w.inputSize) is not a multiple of the 16-pixel patch") }
+        w.model = try string("model") ?? "deit_small"
+        switch w.model {
+        case "deit_small": (w.embedDim, w.depth, w.numHeads) = (384, 12, 6)
+        case "deit_tiny": (w.embedDim, w.depth, w.numHeads) = (192, 12, 3)
+        case "custom": break
+        default: throw fail("model", "'\(w.model)' is not deit_small, deit_tiny or custom")
+        }
+        let sized = dict["embed_dim"] != nil || dict["depth"] != nil || dict["num_heads"] != nil
+        if sized { w.model = "custom" }
+        w.embedDim = try int("embed_dim", range: 8...4096) ?? w.embedDim
+        w.depth = try int("depth", range: 1...64) ?? w.depth
+        w.numHeads = try int("num_heads", range: 1...64) ?? w.numHeads
+        guard w.embedDim % w.numHeads == 0 else {
+            throw fail("embed_dim", "\(w.embedDim) is not divisible by num_heads \(w.numHeads)")
+        }
+        guard (w.embedDim / w.numHeads) >= 8 else {
+            throw fail("num_heads", "head width \(w.embedDim / w.numHeads) is below 8 (AAF reduces it by 8)")
+        }
+        guard w.depth * w.numHeads >= reduction else {
+            throw fail("reduction", "\(reduction) exceeds the \(w.depth * w.numHeads) AAF channels (depth × num_heads)")
+        }
+        w.finetune = try path("finetune", directory: false)
+        if let s = try doubles("eval_scales") {
+            guard !s.isEmpty, s.allSatisfy({ $0 > 0.05 && $0 <= 4 }) else {
+                throw fail("eval_scales", "needs one or more scales in (0.05, 4]")
+            }
+            w.evalScales = s
+        }
+        w.evalStart = try int("eval_start", range: 0...99) ?? 40
+        w.checkpointMinutes = try double("checkpoint_minutes", range: 0...1440) ?? 5
+        return w
     }
 
     mutating func readEvaluationKeys(into m: inout Manifest) throws {
