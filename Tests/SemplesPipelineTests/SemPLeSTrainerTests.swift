@@ -13,11 +13,15 @@ final class FixtureBatches: SemPLeSBatchSource {
         images = stages["images"]!
         labels = stages["labels"]!
     }
-    func makeBatch(epoch: Int, batch: Int, images out: TensorView, targets: TensorView) throws {
+    var epoch = 0, batch = 0
+    func start(epoch: Int, fromBatch: Int) { self.epoch = epoch; batch = fromBatch }
+    func next(images out: TensorView, targets: TensorView) throws {
         let n = (epoch + batch) % 2
         out[0].copy(from: images.view[n])
         targets[0].copy(from: labels.view[n])
+        batch += 1
     }
+    func stop() {}
 }
 
 struct StopAfter: Error {}

@@ -59,9 +59,17 @@ public struct SemPLeSSettings: Codable, Equatable, Sendable {
 /// resumed run sees the batches an uninterrupted one would (the augmenting loader satisfies this).
 public protocol SemPLeSBatchSource: AnyObject {
     var batchesPerEpoch: Int { get }
-    /// images: [B, 3, S, S] normalised; targets: [B, C] multi-hot. Overwrites both.
-    func makeBatch(epoch: Int, batch: Int, images: TensorView, targets: TensorView) throws
+    /// Starts delivering batches fromBatch… of `epoch` (a loader may prepare them in the background).
+    func start(epoch: Int, fromBatch: Int)
+    /// The next batch: images [B, 3, S, S] normalised, targets [B, C] multi-hot. Overwrites both.
+    func next(images: TensorView, targets: TensorView) throws
+    /// Stops any background work.
+    func stop()
 }
+
+/// The augmenting loader of the training area: decoding and augmentation run on a background
+/// thread, and batch k of epoch e depends only on (seed, e, k).
+extension TrainingBatchLoader: SemPLeSBatchSource {}
 
 /// One finished epoch.
 public struct SemPLeSEpochRecord: Codable, Equatable, Sendable {
@@ -85,6 +93,8 @@ public struct SemPLeSTrainingState: Codable, Equatable, Sendable {
     public var sums: [String: Double] = [:]
     public var iterations = 0
     public var finished = false
+    /// (iteration, loss) of every iteration, for the loss curve.
+    public var lossCurve: [[Double]] = []
 }
 
 /// Runs one SemPLeS stage: iterations, AdamW with the per-epoch cosine schedule, checkpoints that
@@ -109,6 +119,8 @@ public final class SemPLeSTrainer {
     public var checkStop: () throws -> Void = {}
     /// (iterations done, iterations in the run) after each iteration.
     public var progress: (Int, Int) -> Void = { _, _ in }
+    /// (iterations in the run, iterations already done by an earlier run) once the checkpoint is read.
+    public var onStart: (Int, Int) -> Void = { _, _ in }
 
     public static let checkpointName = "training.safetensors"
 
@@ -187,20 +199,27 @@ public final class SemPLeSTrainer {
             throw InputError("fewer training images than one batch of \(settings.batchSize) (drop_last)")
         }
         let total = perEpoch * settings.epochs
+        onStart(total, state.epoch * perEpoch + state.batch)
+        defer { source.stop() }
         let S = imageSize
         let images = Tensor([settings.batchSize, 3, S, S]), targets = Tensor([settings.batchSize, classCount])
         var lastSave = Date()
         while state.epoch < settings.epochs {
             let epoch = state.epoch
             optimizer.learningRate = settings.schedule.learningRate(forEpoch: epoch)
+            source.start(epoch: epoch, fromBatch: state.batch)
             while state.batch < perEpoch {
-                do { try checkStop() } catch { try save(state); throw error }
-                try source.makeBatch(epoch: epoch, batch: state.batch, images: images.view, targets: targets.view)
+                do { try checkStop() } catch { source.stop(); try save(state); throw error }
+                try source.next(images: images.view, targets: targets.view)
                 let terms = iterate(images: images.view, targets: targets.view, epoch: epoch, batch: state.batch)
                 for (k, v) in terms { state.sums[k, default: 0] += v }
                 state.iterations += 1
                 state.batch += 1
                 state.steps = optimizer.steps
+                state.lossCurve.append([Double(epoch * perEpoch + state.batch), terms["loss"] ?? 0])
+                guard (terms["loss"] ?? 0).isFinite else {
+                    throw InputError("stage \(settings.stage.rawValue) diverged at epoch \(epoch + 1), iteration \(state.batch): loss \(terms["loss"] ?? 0); lower 'lr'")
+                }
                 progress(epoch * perEpoch + state.batch, total)
                 if state.batch % max(1, perEpoch / 10) == 0 || state.batch == perEpoch {
                     log(String(format: "stage %@ epoch %d/%d iteration %d/%d loss %.4f lr %.3g", settings.stage.rawValue,
@@ -211,6 +230,7 @@ public final class SemPLeSTrainer {
                     lastSave = Date()
                 }
             }
+            source.stop()
             try finishEpoch(&state)
             try save(state)
             lastSave = Date()
@@ -269,10 +289,25 @@ public final class SemPLeSTrainer {
         log(String(format: "stage %@ epoch %d done: loss %.4f", settings.stage.rawValue, state.epoch + 1, record.loss)
             + (record.miou.map { String(format: ", CAM mIoU %.2f%% at t=%.2f", $0 * 100, record.threshold ?? 0) } ?? ""))
         try AtomicFile.write(try JSONCoding.encoder.encode(state.history), to: folder + "/history.json")
+        try writeCharts(state)
         state.epoch += 1
         state.batch = 0
         state.sums = [:]
         state.iterations = 0
+    }
+
+    /// loss_curve.png (per iteration) and, with an evaluation, miou_per_epoch.png.
+    func writeCharts(_ state: SemPLeSTrainingState) throws {
+        let name = "stage (\(settings.stage.rawValue))"
+        let loss = LineChart(title: "SemPLeS \(name) loss", xLabel: "iteration", yLabel: "loss", series: [
+            .init(name: "loss", points: state.lossCurve.map { (x: $0[0], y: Optional($0[1])) })])
+        try loss.writePNG(to: outputFolder.appendingPathComponent("loss_curve.png").path)
+        let mious = state.history.compactMap { r in r.miou.map { (x: Double(r.epoch + 1), y: Optional($0 * 100)) } }
+        if !mious.isEmpty {
+            let chart = LineChart(title: "CAM mIoU per epoch, \(name)", xLabel: "epoch", yLabel: "mIoU (%)",
+                                  series: [.init(name: "mIoU", points: mious, markers: true)])
+            try chart.writePNG(to: outputFolder.appendingPathComponent("miou_per_epoch.png").path)
+        }
     }
 
     static func copy(_ v: TensorView) -> Tensor {
