@@ -189,6 +189,12 @@ final class DaemonLifecycleTests: XCTestCase {
         h.signal(SIGHUP)
         _ = try h.waitForState("waits.yaml", .succeeded)
         XCTAssertNil(SpoolReader(root: h.spool).liveDaemons().first?.hold)
+        // A reload can switch the watcher.
+        try SpoolHarness.rewrite(h, ["min_free_disk_mb": "0", "watch": "poll"])
+        h.signal(SIGHUP)
+        try h.wait("polling", timeout: 10) { SpoolReader(root: h.spool).liveDaemons().first?.watch == "poll" }
+        try Sys.writeAtomically(h.manifest(), to: h.layout.incoming + "/polled.yaml")
+        _ = try h.waitForState("polled.yaml", .succeeded)
         XCTAssertEqual(try h.stop(), 0)
     }
 
