@@ -49,14 +49,16 @@ public enum ManifestCheck {
     /// The manifest text with every relative path the job resolved made absolute, so it runs the
     /// same from wherever the daemon keeps it. Unchanged bytes when nothing was relative.
     public static func resolvingPaths(_ bytes: [UInt8], manifest: Manifest) -> [UInt8] {
-        guard let text = String(validating: bytes, as: UTF8.self),
-              var map = (try? Yams.load(yaml: text)) as? [String: Any] else { return bytes }
+        guard let text = String(validating: bytes, as: UTF8.self) else { return bytes }
         var resolved: [String: String] = [:]
         for child in Mirror(reflecting: manifest).children {
             guard let label = child.label else { continue }
             if let s = child.value as? String { resolved[label] = s }
             else if let o = child.value as? String?, let s = o { resolved[label] = s }
         }
+        // Every absolute value already written as such: nothing to rewrite (the common case).
+        if resolved.values.allSatisfy({ !$0.hasPrefix("/") || text.contains($0) }) { return bytes }
+        guard var map = (try? Yams.load(yaml: text)) as? [String: Any] else { return bytes }
         var changed = false
         for (key, value) in map {
             guard let raw = value as? String, !raw.hasPrefix("/"), let full = resolved[camelCase(key)],
