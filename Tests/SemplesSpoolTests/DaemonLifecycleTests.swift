@@ -303,3 +303,50 @@ final class ClientCommandTests: XCTestCase {
         XCTAssertEqual(try h.stop(), 0)
     }
 }
+
+/// SIGTERM while a real CAM job runs (tiny random WeakTr, synthetic VOC-layout images): the job
+/// stops at an image boundary, is requeued, and after the restart finishes without redoing the
+/// CAMs already written.
+final class RealCAMResumeTests: XCTestCase {
+    func testStopDuringCAMJobResumesWithoutRedoingImages() throws {
+        let repo = directoryName(directoryName(directoryName(#filePath)))
+        let checkpoint = repo + "/fixtures/spool/tiny_voc_weaktr.pth"
+        guard Sys.exists(checkpoint) else { return XCTFail("missing \(checkpoint); run scripts/fixtures/spool.py") }
+        let h = try SpoolHarness(["job_command": "", "stop_timeout_s": "60"])
+        let images = 10
+        let (made, output, _) = try h.cli(["make-dataset", "synthetic", "--out", h.root + "/voc", "--train", "0", "--eval", "\(images)", "--seed", "3"], spool: false)
+        XCTAssertEqual(made, 0, output)
+        try h.start()
+        try h.drop("cam job.yaml", """
+        job: cam
+        data_set: VOC12
+        data_path: \(h.root)/voc
+        img_list: \(h.root)/voc/voc12/train_id.txt
+        resume: \(checkpoint)
+        reduction: 2
+        scales: [1.0]
+
+        """)
+        let r = try h.waitForState("cam job.yaml", .running, timeout: 30)
+        let cams = h.outbox(r) + "/cams"
+        func written() -> [String] { ((try? Sys.list(cams)) ?? []).filter { $0.hasSuffix(".npy") }.sorted() }
+        try h.wait("two CAMs", timeout: 60) { written().count >= 2 }
+        XCTAssertEqual(try h.stop(timeout: 90), 0)
+        let before = written()
+        let stamps = before.map { Sys.info(cams + "/" + $0) }
+        XCTAssertLessThan(before.count, images, "the job finished before the stop; use more images")
+        XCTAssertEqual(h.record(named: "cam job.yaml")?.state, .queued)
+        XCTAssertFalse(Sys.exists(h.outbox(r) + "/result.json"))
+        try h.start()
+        let done = try h.waitForState("cam job.yaml", .succeeded, timeout: 120)
+        XCTAssertEqual(written().count, images)
+        for (name, stamp) in zip(before, stamps) {
+            XCTAssertEqual(Sys.info(cams + "/" + name), stamp, "'\(name)' was written again after the restart")
+        }
+        let second = try Sys.readString(h.outbox(done) + "/log-2.txt")
+        XCTAssertTrue(second.contains("already done"), second)
+        let result = try XCTUnwrap(h.json(try Sys.readString(h.outbox(done) + "/result.json")) as? [String: Any])
+        XCTAssertEqual(result["state"] as? String, "succeeded")
+        XCTAssertEqual(try h.stop(), 0)
+    }
+}

@@ -189,10 +189,10 @@ final class SpoolHarness {
 
     /// Runs the real `semples` CLI against this spool; returns (exit status, stdout, stderr).
     @discardableResult
-    func cli(_ arguments: [String], environment extra: [String: String] = [:]) throws -> (Int32, String, String) {
+    func cli(_ arguments: [String], environment extra: [String: String] = [:], spool withSpool: Bool = true) throws -> (Int32, String, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binaryFolder() + "/semples")
-        p.arguments = Array(arguments.prefix(1)) + ["--spool", spool] + Array(arguments.dropFirst())
+        p.arguments = withSpool ? Array(arguments.prefix(1)) + ["--spool", spool] + Array(arguments.dropFirst()) : arguments
         var env = ProcessInfo.processInfo.environment
         for (k, v) in extra { env[k] = v }
         p.environment = env
