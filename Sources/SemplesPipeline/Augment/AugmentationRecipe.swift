@@ -6,7 +6,7 @@ import SemplesFormats
 /// float image: random resized crop (bicubic), horizontal flip, optional RandAugment, ToTensor +
 /// ImageNet normalisation, optional random erasing. Every draw comes from the generator passed in,
 /// in that order, so an image's result depends only on the generator's state.
-public struct TrainingAugmentation: Equatable, Sendable {
+public struct AugmentationRecipe: Equatable, Sendable {
     public var crop: RandomResizedCrop
     public var flipProbability: Double
     public var randAugment: RandAugment?
@@ -19,7 +19,7 @@ public struct TrainingAugmentation: Equatable, Sendable {
 
     public init(crop: RandomResizedCrop = RandomResizedCrop(), flipProbability: Double = 0.5,
                 randAugment: RandAugment? = nil, erasing: RandomErasing? = nil,
-                mean: [Float] = TrainingAugmentation.imagenetMean, std: [Float] = TrainingAugmentation.imagenetStd) {
+                mean: [Float] = AugmentationRecipe.imagenetMean, std: [Float] = AugmentationRecipe.imagenetStd) {
         precondition(mean.count == 3 && std.count == 3, "normalisation with \(mean.count) means, \(std.count) stds")
         self.crop = crop
         self.flipProbability = flipProbability
@@ -31,10 +31,10 @@ public struct TrainingAugmentation: Equatable, Sendable {
 
     /// Stages (a) and (c), and WeakTr's own training: crop, flip, `rand-m9-mstd0.5-inc1`,
     /// normalise, erasing with p = 0.25 in pixel mode.
-    public static let stageAC = TrainingAugmentation(randAugment: RandAugment(), erasing: RandomErasing())
+    public static let stageAC = AugmentationRecipe(randAugment: RandAugment(), erasing: RandomErasing())
 
     /// Stage (b): crop, flip and normalise only.
-    public static let stageB = TrainingAugmentation()
+    public static let stageB = AugmentationRecipe()
 
     /// Side of the square output.
     public var size: Int { crop.size }
@@ -42,22 +42,25 @@ public struct TrainingAugmentation: Equatable, Sendable {
     /// Floats written by `apply`: 3 · size · size.
     public var outputCount: Int { 3 * crop.size * crop.size }
 
+    /// The steps after crop and flip (RandAugment, random erasing), for a data path that crops,
+    /// flips and normalises itself.
+    public var postCrop: PostCropAugmentation {
+        PostCropAugmentation(randAugment: randAugment, erasing: erasing)
+    }
+
     /// The 8-bit part: crop, flip, RandAugment.
     public func augmentPixels(_ image: Image8, rng: inout SeededGenerator) -> Image8 {
         precondition(image.channels == 3, "training augmentation of a \(image.channels)-channel image (RGB expected)")
         var out = crop.apply(image, rng: &rng)
         if rng.unitDouble() < flipProbability { out = out.flippedHorizontally() }
-        if let ra = randAugment { out = ra.apply(out, rng: &rng) }
-        return out
+        return postCrop.augment(out, generator: &rng)
     }
 
     /// Writes the augmented, normalised image, [3, size, size], into `output`.
     public func apply(_ image: Image8, rng: inout SeededGenerator, into output: UnsafeMutablePointer<Float>) {
         let pixels = augmentPixels(image, rng: &rng)
         Self.normalize(pixels, mean: mean, std: std, into: output)
-        if let erasing {
-            erasing.apply(to: output, channels: 3, height: pixels.height, width: pixels.width, rng: &rng)
-        }
+        postCrop.augment(normalized: TensorView(output, [3, pixels.height, pixels.width]), generator: &rng)
     }
 
     /// ToTensor then Normalize in single precision: `(v / 255 − mean[c]) / std[c]`, written as
@@ -75,5 +78,31 @@ public struct TrainingAugmentation: Equatable, Sendable {
                 }
             }
         }
+    }
+}
+
+/// RandAugment on the cropped and flipped 8-bit image, then random erasing on the normalised
+/// [3, S, S] image: the part of spec §4.2 that follows crop and flip. Both draw only from the
+/// generator passed in.
+public struct PostCropAugmentation: Equatable, Sendable {
+    public var randAugment: RandAugment?
+    public var erasing: RandomErasing?
+
+    public init(randAugment: RandAugment? = nil, erasing: RandomErasing? = nil) {
+        self.randAugment = randAugment
+        self.erasing = erasing
+    }
+
+    /// RandAugment (unchanged image when off).
+    public func augment(_ image: Image8, generator: inout SeededGenerator) -> Image8 {
+        randAugment?.apply(image, rng: &generator) ?? image
+    }
+
+    /// Random erasing in place on a normalised [C, H, W] image (nothing when off).
+    public func augment(normalized image: TensorView, generator: inout SeededGenerator) {
+        guard let erasing else { return }
+        let dims = image.shape.dims
+        precondition(dims.count == 3, "erasing of a \(image.shape) tensor ([C, H, W] expected)")
+        erasing.apply(to: image.data, channels: dims[0], height: dims[1], width: dims[2], rng: &generator)
     }
 }
