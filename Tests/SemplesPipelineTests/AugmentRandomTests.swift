@@ -81,6 +81,13 @@ final class AugmentRandomTests: XCTestCase {
         XCTAssertEqual(crop.fallbackBox(width: 300, height: 30), CropBox(x: 130, y: 0, width: 40, height: 30))
         XCTAssertEqual(pythonRound(2.5), 2)
         XCTAssertEqual(pythonRound(3.5), 4)
+        // Images of a few pixels never give an empty box.
+        for (w, h) in [(1, 1), (2, 1), (1, 3), (2, 2)] {
+            for _ in 0..<200 {
+                let b = crop.box(width: w, height: h, rng: &rng)
+                XCTAssertTrue(b.width >= 1 && b.height >= 1 && b.x + b.width <= w && b.y + b.height <= h, "\(b) in \(w)x\(h)")
+            }
+        }
         // The output always has the requested size, even from the fallback.
         let image = Image8(width: 2000, height: 50, channels: 3,
                            pixels: (0..<(2000 * 50 * 3)).map { UInt8($0 % 251) })
