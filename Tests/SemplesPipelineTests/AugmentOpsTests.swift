@@ -191,7 +191,7 @@ final class AugmentOpsTests: XCTestCase {
         let image = AugmentFixtures.image(t["image"]!)
         let expected = t["tensor"]!.tensor.view.toArray()
         var out = [Float](repeating: .nan, count: expected.count)
-        out.withUnsafeMutableBufferPointer { AugmentationRecipe.normalize(image, into: $0.baseAddress!) }
+        out.withUnsafeMutableBufferPointer { TrainingAugmentation.normalize(image, into: $0.baseAddress!) }
         var maxDiff: Float = 0
         for i in 0..<out.count { maxDiff = max(maxDiff, abs(out[i] - expected[i])) }
         XCTAssertEqual(maxDiff, 0, "ToTensor + Normalize differs by up to \(maxDiff)")

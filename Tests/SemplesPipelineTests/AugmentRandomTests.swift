@@ -212,7 +212,7 @@ final class AugmentRandomTests: XCTestCase {
     }
 
     func testPresets() {
-        let ac = AugmentationRecipe.stageAC, b = AugmentationRecipe.stageB
+        let ac = TrainingAugmentation.stageAC, b = TrainingAugmentation.stageB
         XCTAssertEqual(ac.crop, RandomResizedCrop(size: 224, scale: 0.08...1, ratio: 0.75...(4.0 / 3.0)))
         XCTAssertEqual(ac.flipProbability, 0.5)
         XCTAssertEqual(ac.randAugment, RandAugment(ops: RandAugmentOp.increasing, layers: 2, probability: 0.5,
@@ -233,18 +233,18 @@ final class AugmentRandomTests: XCTestCase {
         for i in 0..<pixels.count { pixels[i] = colour[i % 3] }
         let image = Image8(width: 90, height: 70, channels: 3, pixels: pixels)
         var rng = SeededGenerator(seed: 1)
-        var out = [Float](repeating: .nan, count: AugmentationRecipe.stageB.outputCount)
-        out.withUnsafeMutableBufferPointer { AugmentationRecipe.stageB.apply(image, rng: &rng, into: $0.baseAddress!) }
+        var out = [Float](repeating: .nan, count: TrainingAugmentation.stageB.outputCount)
+        out.withUnsafeMutableBufferPointer { TrainingAugmentation.stageB.apply(image, rng: &rng, into: $0.baseAddress!) }
         let plane = 224 * 224
         for (k, v) in colour.enumerated() {
-            let expected = (Float(v) / 255 - AugmentationRecipe.imagenetMean[k]) / AugmentationRecipe.imagenetStd[k]
+            let expected = (Float(v) / 255 - TrainingAugmentation.imagenetMean[k]) / TrainingAugmentation.imagenetStd[k]
             XCTAssertTrue(out[(k * plane)..<((k + 1) * plane)].allSatisfy { $0 == expected }, "channel \(k)")
         }
     }
 
     func testFlipProbability() {
         // A crop that always takes the whole square image, so only the flip changes it.
-        let aug = AugmentationRecipe(crop: RandomResizedCrop(size: 6, scale: 1...1, ratio: 1...1))
+        let aug = TrainingAugmentation(crop: RandomResizedCrop(size: 6, scale: 1...1, ratio: 1...1))
         let image = Image8(width: 6, height: 6, channels: 3, pixels: (0..<108).map { UInt8($0) })
         let mirrored = image.flippedHorizontally()
         var rng = SeededGenerator(seed: 2)
@@ -260,7 +260,7 @@ final class AugmentRandomTests: XCTestCase {
         var pixels = [UInt8](repeating: 0, count: 71 * 53 * 3)
         for i in 0..<pixels.count { pixels[i] = UInt8((i * 37 + i / 213) % 256) }
         let image = Image8(width: 71, height: 53, channels: 3, pixels: pixels)
-        let aug = AugmentationRecipe.stageAC
+        let aug = TrainingAugmentation.stageAC
         func run(seed: UInt64, count: Int) -> ([[Float]], SeededGenerator) {
             var rng = SeededGenerator(seed: seed)
             var outs: [[Float]] = []
@@ -296,7 +296,7 @@ final class AugmentRandomTests: XCTestCase {
         var pixels = [UInt8](repeating: 0, count: 80 * 60 * 3)
         for i in 0..<pixels.count { pixels[i] = UInt8((i * 13 + i / 240 * 7) % 256) }
         let image = Image8(width: 80, height: 60, channels: 3, pixels: pixels)
-        let recipe = AugmentationRecipe.stageAC
+        let recipe = TrainingAugmentation.stageAC
         for seed: UInt64 in [1, 2, 3, 4] {
             var g1 = SeededGenerator(seed: seed), g2 = g1
             var whole = [Float](repeating: 0, count: recipe.outputCount)
@@ -306,12 +306,12 @@ final class AugmentRandomTests: XCTestCase {
             if g2.unitDouble() < recipe.flipProbability { px = px.flippedHorizontally() }
             px = recipe.postCrop.augment(px, generator: &g2)
             parts.withUnsafeMutableBufferPointer { buf in
-                AugmentationRecipe.normalize(px, into: buf.baseAddress!)
+                TrainingAugmentation.normalize(px, into: buf.baseAddress!)
                 recipe.postCrop.augment(normalized: TensorView(buf.baseAddress!, [3, 224, 224]), generator: &g2)
             }
             XCTAssertEqual(whole, parts, "seed \(seed)")
             XCTAssertEqual(g1, g2)
         }
-        XCTAssertEqual(AugmentationRecipe.stageB.postCrop, PostCropAugmentation())
+        XCTAssertEqual(TrainingAugmentation.stageB.postCrop, PostCropAugmentation())
     }
 }

@@ -6,7 +6,7 @@ import SemplesFormats
 /// float image: random resized crop (bicubic), horizontal flip, optional RandAugment, ToTensor +
 /// ImageNet normalisation, optional random erasing. Every draw comes from the generator passed in,
 /// in that order, so an image's result depends only on the generator's state.
-public struct AugmentationRecipe: Equatable, Sendable {
+public struct TrainingAugmentation: Equatable, Sendable {
     public var crop: RandomResizedCrop
     public var flipProbability: Double
     public var randAugment: RandAugment?
@@ -19,7 +19,7 @@ public struct AugmentationRecipe: Equatable, Sendable {
 
     public init(crop: RandomResizedCrop = RandomResizedCrop(), flipProbability: Double = 0.5,
                 randAugment: RandAugment? = nil, erasing: RandomErasing? = nil,
-                mean: [Float] = AugmentationRecipe.imagenetMean, std: [Float] = AugmentationRecipe.imagenetStd) {
+                mean: [Float] = TrainingAugmentation.imagenetMean, std: [Float] = TrainingAugmentation.imagenetStd) {
         precondition(mean.count == 3 && std.count == 3, "normalisation with \(mean.count) means, \(std.count) stds")
         self.crop = crop
         self.flipProbability = flipProbability
@@ -31,10 +31,10 @@ public struct AugmentationRecipe: Equatable, Sendable {
 
     /// Stages (a) and (c), and WeakTr's own training: crop, flip, `rand-m9-mstd0.5-inc1`,
     /// normalise, erasing with p = 0.25 in pixel mode.
-    public static let stageAC = AugmentationRecipe(randAugment: RandAugment(), erasing: RandomErasing())
+    public static let stageAC = TrainingAugmentation(randAugment: RandAugment(), erasing: RandomErasing())
 
     /// Stage (b): crop, flip and normalise only.
-    public static let stageB = AugmentationRecipe()
+    public static let stageB = TrainingAugmentation()
 
     /// Side of the square output.
     public var size: Int { crop.size }
