@@ -46,7 +46,7 @@ struct BenchCommand: ParsableCommand {
             lines += EngineBenchSection.run(threads: threads, iterations: iterations, torch: torch, log: log)
         }
         if sections.contains("cam") {
-            lines += try CAMBenchSection.run(threads: threads, images: camImages, torch: torch, log: log)
+            lines += try WeakTrBenchSection.run(threads: threads, images: camImages, torch: torch, log: log)
         }
         let report = BenchReport(threads: threads, torch: torchVersion, lines: lines)
         if json {

@@ -103,6 +103,8 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(id.count, 20)
         let ids = Set((0..<2000).map { _ in newJobID() })
         XCTAssertGreaterThan(ids.count, 1990)
+        let earlier = newJobID(now: 1_795_000_000.120), later = newJobID(now: 1_795_000_000.121)
+        XCTAssertLessThan(earlier, later, "IDs within one second sort by time")
         let t = RunningTicket(file: RunningTicket.name(id: id, host: "node-1", pid: 42, start: 99))
         XCTAssertEqual(t?.id, id)
         XCTAssertEqual(t?.host, "node-1")

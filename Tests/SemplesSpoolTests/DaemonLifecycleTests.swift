@@ -9,8 +9,9 @@ final class DaemonLifecycleTests: XCTestCase {
         let h = try SpoolHarness()
         try h.start()
         try h.drop("long.yaml", h.manifest("items=200 item_s=0.1"))
-        try h.drop("next.yaml", h.manifest())
         let running = try h.waitForState("long.yaml", .running)
+        try h.drop("next.yaml", h.manifest())
+        _ = try h.waitForState("next.yaml", .queued)
         try h.wait("progress", timeout: 10) { Sys.exists(h.outbox(running) + "/progress.json") }
         let (statusCode, statusText, _) = try h.cli(["status"])
         XCTAssertEqual(statusCode, 0)
@@ -275,6 +276,17 @@ final class ClientCommandTests: XCTestCase {
         try p.run()
         p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 4, "no spool")
+        // With the daemon down a request is kept (exit 5) and answered at the next start.
+        try h.drop("later.yaml", h.manifest("items=50 item_s=0.1"))
+        _ = try h.waitForState("later.yaml", .running)
+        XCTAssertEqual(try h.stop(), 0)
+        (code, out, err) = try h.cli(["cancel", "later.yaml"])
+        XCTAssertEqual(code, 5, out + err)
+        func pending() -> [String] { ((try? Sys.list(h.layout.control)) ?? []).filter { !$0.hasPrefix(".") } }
+        XCTAssertEqual(pending().count, 1)
+        try h.start()
+        _ = try h.waitForState("later.yaml", .cancelled)
+        XCTAssertEqual(pending(), [])
         XCTAssertEqual(try h.stop(), 0)
     }
 }

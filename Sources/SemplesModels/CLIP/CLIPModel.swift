@@ -32,7 +32,9 @@ public final class CLIPModel {
                 if p.name != "logit_scale" { missing.append(p.name) }
                 continue
             }
-            if t.shape != p.shape && !(p.shape.count == 1 && t.count == 1 && p.shape.rank == 0) {
+            // A scalar (logit_scale) may be stored as [] or [1].
+            let scalarMatch = p.shape.rank == 0 && t.count == 1
+            if t.shape != p.shape && !scalarMatch {
                 misshaped.append("'\(p.name)': \(t.shape) in file, \(p.shape) in model")
             }
         }

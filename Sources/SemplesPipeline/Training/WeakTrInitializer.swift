@@ -1,6 +1,7 @@
 import Foundation
 import SemplesEngine
 import SemplesModels
+import SemplesFormats
 
 /// A freshly initialised WeakTr state dict (spec §2.1.1): transformer linear layers
 /// truncated-normal(0.02) with zero bias, LayerNorms 1/0, class tokens and position embedding
@@ -47,5 +48,57 @@ public enum WeakTrInitializer {
             }
             return (name, t)
         }
+    }
+}
+
+extension WeakTrInitializer {
+    /// The backbone of a DeiT ImageNet checkpoint (`{'model': …}` or a bare state dict) in WeakTr
+    /// keys (spec §4.3): the class token and the class row of the position embedding are tiled C
+    /// times, `head.*` (and a distillation token / head, if any) is dropped. Every other key must
+    /// fit the model; the head and AAF keep their initialisation.
+    public static func deitStateDict(_ path: String, config: WeakTrConfig) throws -> [String: Tensor] {
+        let archive = try Pth.open(path)
+        let hasModel = archive.root.dictEntries?.contains(where: { $0.key.stringValue == "model" }) == true
+        var source: [String: Tensor] = [:]
+        for (name, t) in try Pth.tensors(of: archive, key: hasModel ? "model" : nil) { source[name] = t.toFloat32() }
+        let expected = Dictionary(uniqueKeysWithValues: config.expectedShapes.map { ($0.0, $0.1) })
+        let C = config.classCount, D = config.embedDimension, g = config.gridSide
+        var out: [String: Tensor] = [:]
+        var problems: [String] = []
+        for name in source.keys.sorted() {
+            let t = source[name]!
+            if name.hasPrefix("head.") || name.hasPrefix("head_dist.") || name == "dist_token" { continue }
+            switch name {
+            case "cls_token":
+                guard t.shape.dims == [1, 1, D] else { problems.append("shape mismatch for 'cls_token': in file \(t.shape.dims), expected [1, 1, \(D)]"); continue }
+                let r = Tensor([1, C, D])
+                for c in 0..<C { (r.data + c * D).update(from: t.data, count: D) }
+                out[name] = r
+            case "pos_embed":
+                guard t.shape.dims == [1, 1 + g * g, D] else {
+                    problems.append("shape mismatch for 'pos_embed': in file \(t.shape.dims), expected [1, \(1 + g * g), \(D)] (a \(g)×\(g) grid: input_size \(g * 16))")
+                    continue
+                }
+                let r = Tensor([1, C + g * g, D])
+                for c in 0..<C { (r.data + c * D).update(from: t.data, count: D) }
+                (r.data + C * D).update(from: t.data + D, count: g * g * D)
+                out[name] = r
+            default:
+                guard let shape = expected[name] else { problems.append("unexpected in file: '\(name)' \(t.shape.dims) (not in model)"); continue }
+                guard t.shape.dims == shape else {
+                    problems.append("shape mismatch for '\(name)': in file \(t.shape.dims), in model \(shape)")
+                    continue
+                }
+                out[name] = t
+            }
+        }
+        for (name, _) in config.expectedShapes where out[name] == nil && source[name] == nil
+            && !name.hasPrefix("head.") && !name.hasPrefix("adaptive_attention_fusion.") {
+            problems.append("missing in file: '\(name)'")
+        }
+        guard problems.isEmpty else {
+            throw FormatError(path, "DeiT checkpoint does not fit the model (\(problems.count) problems):\n  " + problems.joined(separator: "\n  "))
+        }
+        return out
     }
 }
