@@ -314,4 +314,33 @@ final class AugmentRandomTests: XCTestCase {
         }
         XCTAssertEqual(TrainingAugmentation.stageB.postCrop, PostCropAugmentation())
     }
+
+    /// The post-crop stage plugs into the data path's TrainingTransform: an empty stage changes
+    /// nothing and draws nothing; the stage (a)/(c) one repeats from a seed and does change images.
+    func testPlugsIntoTrainingTransform() {
+        var pixels = [UInt8](repeating: 0, count: 90 * 64 * 3)
+        for i in 0..<pixels.count { pixels[i] = UInt8((i * 29 + i / 270 * 11) % 256) }
+        let image = Image8(width: 90, height: 64, channels: 3, pixels: pixels)
+        func run(_ t: TrainingTransform, seed: UInt64) -> ([Float], SeededGenerator) {
+            var g = SeededGenerator(seed: seed)
+            var out = [Float](repeating: .nan, count: 3 * 224 * 224)
+            out.withUnsafeMutableBufferPointer { t.apply(image, into: TensorView($0.baseAddress!, [3, 224, 224]), generator: &g) }
+            return (out, g)
+        }
+        var changed = 0
+        for seed: UInt64 in 1...6 {
+            let plain = run(TrainingTransform(size: 224), seed: seed)
+            let empty = run(TrainingTransform(size: 224, extra: TrainingAugmentation.stageB.postCrop), seed: seed)
+            XCTAssertEqual(plain.0, empty.0)
+            XCTAssertEqual(plain.1, empty.1)
+            let full = TrainingTransform(size: 224, extra: TrainingAugmentation.stageAC.postCrop)
+            let a = run(full, seed: seed), b = run(full, seed: seed)
+            XCTAssertEqual(a.0, b.0)
+            XCTAssertFalse(a.0.contains { !$0.isFinite })
+            if a.0 != plain.0 { changed += 1 }
+        }
+        // Some operation fires or an erasure happens with probability 1 − 0.5² · 0.75 ≈ 0.81 per
+        // image, and nearly every one of them changes this image.
+        XCTAssertGreaterThan(changed, 1)
+    }
 }

@@ -106,3 +106,7 @@ public struct PostCropAugmentation: Equatable, Sendable {
         erasing.apply(to: image.data, channels: dims[0], height: dims[1], width: dims[2], rng: &generator)
     }
 }
+
+/// Plugs RandAugment and random erasing into the training data path:
+/// `TrainingTransform(size: 224, extra: TrainingAugmentation.stageAC.postCrop)`.
+extension PostCropAugmentation: AugmentationStage {}
