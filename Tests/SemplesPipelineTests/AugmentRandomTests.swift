@@ -225,6 +225,27 @@ final class AugmentRandomTests: XCTestCase {
         XCTAssertEqual(ac.outputCount, 3 * 224 * 224)
     }
 
+    func testFromReferenceFlags() throws {
+        // main1/main3 (and WeakTr) defaults, then main2's.
+        XCTAssertEqual(try TrainingAugmentation(autoAugment: "rand-m9-mstd0.5-inc1", colorJitter: 0.4, reprob: 0.25,
+                                                remode: "pixel", recount: 1), .stageAC)
+        XCTAssertEqual(try TrainingAugmentation(autoAugment: "None", colorJitter: 0, reprob: 0, recount: 0), .stageB)
+        XCTAssertEqual(try TrainingAugmentation(autoAugment: nil, reprob: 0), .stageB)
+        XCTAssertEqual(try TrainingAugmentation(size: 192, autoAugment: "", reprob: 0.5, remode: "const").erasing?.mode, .const)
+        let bad: [(String, () throws -> TrainingAugmentation)] = [
+            ("aa", { try TrainingAugmentation(autoAugment: "v0", reprob: 0) }),
+            ("color_jitter", { try TrainingAugmentation(autoAugment: nil, colorJitter: 0.4, reprob: 0) }),
+            ("reprob", { try TrainingAugmentation(autoAugment: nil, reprob: 1.5) }),
+            ("remode", { try TrainingAugmentation(autoAugment: nil, reprob: 0.25, remode: "noise") }),
+            ("recount", { try TrainingAugmentation(autoAugment: nil, reprob: 0.25, recount: 3) }),
+        ]
+        for (flag, make) in bad {
+            XCTAssertThrowsError(try make(), flag) { error in
+                XCTAssertEqual((error as? AugmentationFlagError)?.flag, flag, "\(error)")
+            }
+        }
+    }
+
     /// A constant image stays constant through crop, flip and resize: every output value is the
     /// normalised colour, channel-major.
     func testStageBOnConstantImage() {

@@ -29,6 +29,37 @@ public struct TrainingAugmentation: Equatable, Sendable {
         self.std = std
     }
 
+    /// The augmentation the reference's training flags select (timm's `transforms_imagenet_train`):
+    /// `--aa` (a `rand-…` policy; nil, "" or "None" for none), `--color-jitter` (applied by the
+    /// reference only without an auto-augment policy; only 0 is supported then), `--reprob`,
+    /// `--remode` (pixel, rand or const) and `--recount` (1; 0 also means 1, as in timm).
+    /// Throws `AugmentationFlagError` for values outside that.
+    public init(size: Int = 224, autoAugment: String?, colorJitter: Double = 0, reprob: Double, remode: String = "pixel",
+                recount: Int = 1) throws {
+        var ra: RandAugment?
+        if let aa = autoAugment, !aa.isEmpty, aa != "None", aa != "none" {
+            do {
+                ra = try RandAugment(config: aa)
+            } catch let e as RandAugmentConfigError {
+                throw AugmentationFlagError(flag: "aa", detail: e.description)
+            }
+        } else if colorJitter > 0 {
+            throw AugmentationFlagError(flag: "color_jitter", detail: "colour jitter \(colorJitter) without an auto-augment policy is not implemented (use 0, or set aa)")
+        }
+        guard reprob >= 0 && reprob <= 1 else {
+            throw AugmentationFlagError(flag: "reprob", detail: "probability \(reprob) is outside [0, 1]")
+        }
+        guard let mode = RandomErasing.Mode(rawValue: remode) else {
+            throw AugmentationFlagError(flag: "remode", detail: "'\(remode)' is not one of pixel, rand, const")
+        }
+        guard recount == 0 || recount == 1 else {
+            throw AugmentationFlagError(flag: "recount", detail: "\(recount) erasures per image are not implemented (0 or 1)")
+        }
+        guard size > 0 else { throw AugmentationFlagError(flag: "input_size", detail: "size \(size) is not positive") }
+        self.init(crop: RandomResizedCrop(size: size), randAugment: ra,
+                  erasing: reprob > 0 ? RandomErasing(probability: reprob, mode: mode) : nil)
+    }
+
     /// Stages (a) and (c), and WeakTr's own training: crop, flip, `rand-m9-mstd0.5-inc1`,
     /// normalise, erasing with p = 0.25 in pixel mode.
     public static let stageAC = TrainingAugmentation(randAugment: RandAugment(), erasing: RandomErasing())
@@ -79,6 +110,13 @@ public struct TrainingAugmentation: Equatable, Sendable {
             }
         }
     }
+}
+
+/// A training-augmentation flag the implementation cannot honour.
+public struct AugmentationFlagError: Error, CustomStringConvertible, Equatable {
+    public let flag: String
+    public let detail: String
+    public var description: String { "augmentation flag '\(flag)': \(detail)" }
 }
 
 /// RandAugment on the cropped and flipped 8-bit image, then random erasing on the normalised
