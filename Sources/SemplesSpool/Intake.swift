@@ -78,7 +78,7 @@ extension Daemon {
                 continue
             }
             let stableFor = now - candidate.since
-            let local = mode == .inotify
+            let local = !isNetworkFilesystem(filesystem)   // mtimes from another host's clock are not compared with ours
             let settled = candidate.movedIn || stableFor >= config.settle || (local && now - info.modified >= config.settle)
             guard settled else { continue }
             // A file written in place may parse only once complete: wait while it still fails to

@@ -101,8 +101,11 @@ final class ConfigTests: XCTestCase {
         let id = newJobID(now: 1_795_000_000)
         XCTAssertTrue(id.hasPrefix("261118-"), id)
         XCTAssertEqual(id.count, 20)
-        let ids = Set((0..<2000).map { _ in newJobID() })
-        XCTAssertGreaterThan(ids.count, 1990)
+        // Distinct milliseconds give distinct IDs (within one millisecond the daemon's reservation
+        // in .state/ids settles clashes of the random bits).
+        let ids = (0..<2000).map { newJobID(now: 1_795_000_000 + Double($0) * 0.001 + 0.0002) }
+        XCTAssertEqual(Set(ids).count, 2000)
+        XCTAssertEqual(ids, ids.sorted())
         let earlier = newJobID(now: 1_795_000_000.120), later = newJobID(now: 1_795_000_000.121)
         XCTAssertLessThan(earlier, later, "IDs within one second sort by time")
         let t = RunningTicket(file: RunningTicket.name(id: id, host: "node-1", pid: 42, start: 99))
