@@ -81,6 +81,13 @@ final class AugmentRandomTests: XCTestCase {
         XCTAssertEqual(crop.fallbackBox(width: 300, height: 30), CropBox(x: 130, y: 0, width: 40, height: 30))
         XCTAssertEqual(pythonRound(2.5), 2)
         XCTAssertEqual(pythonRound(3.5), 4)
+        // Images of a few pixels never give an empty box.
+        for (w, h) in [(1, 1), (2, 1), (1, 3), (2, 2)] {
+            for _ in 0..<200 {
+                let b = crop.box(width: w, height: h, rng: &rng)
+                XCTAssertTrue(b.width >= 1 && b.height >= 1 && b.x + b.width <= w && b.y + b.height <= h, "\(b) in \(w)x\(h)")
+            }
+        }
         // The output always has the requested size, even from the fallback.
         let image = Image8(width: 2000, height: 50, channels: 3,
                            pixels: (0..<(2000 * 50 * 3)).map { UInt8($0 % 251) })
@@ -218,6 +225,27 @@ final class AugmentRandomTests: XCTestCase {
         XCTAssertEqual(ac.outputCount, 3 * 224 * 224)
     }
 
+    func testFromReferenceFlags() throws {
+        // main1/main3 (and WeakTr) defaults, then main2's.
+        XCTAssertEqual(try TrainingAugmentation(autoAugment: "rand-m9-mstd0.5-inc1", colorJitter: 0.4, reprob: 0.25,
+                                                remode: "pixel", recount: 1), .stageAC)
+        XCTAssertEqual(try TrainingAugmentation(autoAugment: "None", colorJitter: 0, reprob: 0, recount: 0), .stageB)
+        XCTAssertEqual(try TrainingAugmentation(autoAugment: nil, reprob: 0), .stageB)
+        XCTAssertEqual(try TrainingAugmentation(size: 192, autoAugment: "", reprob: 0.5, remode: "const").erasing?.mode, .const)
+        let bad: [(String, () throws -> TrainingAugmentation)] = [
+            ("aa", { try TrainingAugmentation(autoAugment: "v0", reprob: 0) }),
+            ("color_jitter", { try TrainingAugmentation(autoAugment: nil, colorJitter: 0.4, reprob: 0) }),
+            ("reprob", { try TrainingAugmentation(autoAugment: nil, reprob: 1.5) }),
+            ("remode", { try TrainingAugmentation(autoAugment: nil, reprob: 0.25, remode: "noise") }),
+            ("recount", { try TrainingAugmentation(autoAugment: nil, reprob: 0.25, recount: 3) }),
+        ]
+        for (flag, make) in bad {
+            XCTAssertThrowsError(try make(), flag) { error in
+                XCTAssertEqual((error as? AugmentationFlagError)?.flag, flag, "\(error)")
+            }
+        }
+    }
+
     /// A constant image stays constant through crop, flip and resize: every output value is the
     /// normalised colour, channel-major.
     func testStageBOnConstantImage() {
@@ -281,5 +309,59 @@ final class AugmentRandomTests: XCTestCase {
         var next = [Float](repeating: 0, count: aug.outputCount)
         next.withUnsafeMutableBufferPointer { aug.apply(image, rng: &resumed, into: $0.baseAddress!) }
         XCTAssertEqual(next, a[1])
+    }
+
+    /// A data path that crops, flips and normalises itself and calls the post-crop seam in the
+    /// same order gets the recipe's result.
+    func testPostCropSeamMatchesRecipe() {
+        var pixels = [UInt8](repeating: 0, count: 80 * 60 * 3)
+        for i in 0..<pixels.count { pixels[i] = UInt8((i * 13 + i / 240 * 7) % 256) }
+        let image = Image8(width: 80, height: 60, channels: 3, pixels: pixels)
+        let recipe = TrainingAugmentation.stageAC
+        for seed: UInt64 in [1, 2, 3, 4] {
+            var g1 = SeededGenerator(seed: seed), g2 = g1
+            var whole = [Float](repeating: 0, count: recipe.outputCount)
+            whole.withUnsafeMutableBufferPointer { recipe.apply(image, rng: &g1, into: $0.baseAddress!) }
+            var parts = [Float](repeating: 0, count: recipe.outputCount)
+            var px = recipe.crop.apply(image, rng: &g2)
+            if g2.unitDouble() < recipe.flipProbability { px = px.flippedHorizontally() }
+            px = recipe.postCrop.augment(px, generator: &g2)
+            parts.withUnsafeMutableBufferPointer { buf in
+                TrainingAugmentation.normalize(px, into: buf.baseAddress!)
+                recipe.postCrop.augment(normalized: TensorView(buf.baseAddress!, [3, 224, 224]), generator: &g2)
+            }
+            XCTAssertEqual(whole, parts, "seed \(seed)")
+            XCTAssertEqual(g1, g2)
+        }
+        XCTAssertEqual(TrainingAugmentation.stageB.postCrop, PostCropAugmentation())
+    }
+
+    /// The post-crop stage plugs into the data path's TrainingTransform: an empty stage changes
+    /// nothing and draws nothing; the stage (a)/(c) one repeats from a seed and does change images.
+    func testPlugsIntoTrainingTransform() {
+        var pixels = [UInt8](repeating: 0, count: 90 * 64 * 3)
+        for i in 0..<pixels.count { pixels[i] = UInt8((i * 29 + i / 270 * 11) % 256) }
+        let image = Image8(width: 90, height: 64, channels: 3, pixels: pixels)
+        func run(_ t: TrainingTransform, seed: UInt64) -> ([Float], SeededGenerator) {
+            var g = SeededGenerator(seed: seed)
+            var out = [Float](repeating: .nan, count: 3 * 224 * 224)
+            out.withUnsafeMutableBufferPointer { t.apply(image, into: TensorView($0.baseAddress!, [3, 224, 224]), generator: &g) }
+            return (out, g)
+        }
+        var changed = 0
+        for seed: UInt64 in 1...6 {
+            let plain = run(TrainingTransform(size: 224), seed: seed)
+            let empty = run(TrainingTransform(size: 224, extra: TrainingAugmentation.stageB.postCrop), seed: seed)
+            XCTAssertEqual(plain.0, empty.0)
+            XCTAssertEqual(plain.1, empty.1)
+            let full = TrainingTransform(size: 224, extra: TrainingAugmentation.stageAC.postCrop)
+            let a = run(full, seed: seed), b = run(full, seed: seed)
+            XCTAssertEqual(a.0, b.0)
+            XCTAssertFalse(a.0.contains { !$0.isFinite })
+            if a.0 != plain.0 { changed += 1 }
+        }
+        // Some operation fires or an erasure happens with probability 1 − 0.5² · 0.75 ≈ 0.81 per
+        // image, and nearly every one of them changes this image.
+        XCTAssertGreaterThan(changed, 1)
     }
 }

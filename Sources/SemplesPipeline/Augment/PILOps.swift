@@ -250,36 +250,40 @@ public enum PILOps {
         precondition(fill.count == c, "fill of \(fill.count) values for \(c) channels")
         var out = Image8(width: w, height: h, channels: c)
         let fw = Double(w), fh = Double(h)
-        image.pixels.withUnsafeBufferPointer { src in
-            out.pixels.withUnsafeMutableBufferPointer { dst in
-                for y in 0..<h {
-                    let yc = Double(y) + 0.5
-                    for x in 0..<w {
-                        let xc = Double(x) + 0.5
-                        var xin = m[0] * xc + m[1] * yc + m[2]
-                        var yin = m[3] * xc + m[4] * yc + m[5]
-                        let o = (y * w + x) * c
-                        if !(xin >= 0 && xin < fw && yin >= 0 && yin < fh) {
-                            for k in 0..<c { dst[o + k] = fill[k] }
-                            continue
-                        }
-                        xin -= 0.5
-                        yin -= 0.5
-                        let x0 = Int(xin.rounded(.down)), y0 = Int(yin.rounded(.down))
-                        let dx = xin - Double(x0), dy = yin - Double(y0)
-                        // Edge columns and rows repeat (Pillow's clipping of the 4×4 window).
-                        let c0 = min(max(x0 - 1, 0), w - 1) * c, c1 = min(max(x0, 0), w - 1) * c
-                        let c2 = min(max(x0 + 1, 0), w - 1) * c, c3 = min(max(x0 + 2, 0), w - 1) * c
-                        let stride = w * c
-                        let r0 = min(max(y0 - 1, 0), h - 1) * stride, r1 = min(max(y0, 0), h - 1) * stride
-                        let r2 = min(max(y0 + 1, 0), h - 1) * stride, r3 = min(max(y0 + 2, 0), h - 1) * stride
-                        for k in 0..<c {
-                            @inline(__always) func rowValue(_ r: Int) -> Double {
-                                cubicStep(Double(src[r + c0 + k]), Double(src[r + c1 + k]),
-                                          Double(src[r + c2 + k]), Double(src[r + c3 + k]), dx)
+        let m0 = m[0], m1 = m[1], m2 = m[2], m3 = m[3], m4 = m[4], m5 = m[5]
+        let stride = w * c
+        image.pixels.withUnsafeBufferPointer { srcBuffer in
+            out.pixels.withUnsafeMutableBufferPointer { dstBuffer in
+                fill.withUnsafeBufferPointer { fillBuffer in
+                    let src = srcBuffer.baseAddress!, dst = dstBuffer.baseAddress!, fillColour = fillBuffer.baseAddress!
+                    for y in 0..<h {
+                        let yc = Double(y) + 0.5
+                        for x in 0..<w {
+                            let xc = Double(x) + 0.5
+                            var xin = m0 * xc + m1 * yc + m2
+                            var yin = m3 * xc + m4 * yc + m5
+                            let o = dst + (y * w + x) * c
+                            if !(xin >= 0 && xin < fw && yin >= 0 && yin < fh) {
+                                for k in 0..<c { o[k] = fillColour[k] }
+                                continue
                             }
-                            let s = cubicStep(rowValue(r0), rowValue(r1), rowValue(r2), rowValue(r3), dy)
-                            dst[o + k] = s <= 0 ? 0 : s >= 255 ? 255 : UInt8(s)
+                            xin -= 0.5
+                            yin -= 0.5
+                            let x0 = Int(xin.rounded(.down)), y0 = Int(yin.rounded(.down))
+                            let dx = xin - Double(x0), dy = yin - Double(y0)
+                            // Edge columns and rows repeat (Pillow's clipping of the 4×4 window).
+                            let c0 = min(max(x0 - 1, 0), w - 1) * c, c1 = min(max(x0, 0), w - 1) * c
+                            let c2 = min(max(x0 + 1, 0), w - 1) * c, c3 = min(max(x0 + 2, 0), w - 1) * c
+                            let r0 = src + min(max(y0 - 1, 0), h - 1) * stride, r1 = src + min(max(y0, 0), h - 1) * stride
+                            let r2 = src + min(max(y0 + 1, 0), h - 1) * stride, r3 = src + min(max(y0 + 2, 0), h - 1) * stride
+                            for k in 0..<c {
+                                let v0 = cubicStep(Double(r0[c0 + k]), Double(r0[c1 + k]), Double(r0[c2 + k]), Double(r0[c3 + k]), dx)
+                                let v1 = cubicStep(Double(r1[c0 + k]), Double(r1[c1 + k]), Double(r1[c2 + k]), Double(r1[c3 + k]), dx)
+                                let v2 = cubicStep(Double(r2[c0 + k]), Double(r2[c1 + k]), Double(r2[c2 + k]), Double(r2[c3 + k]), dx)
+                                let v3 = cubicStep(Double(r3[c0 + k]), Double(r3[c1 + k]), Double(r3[c2 + k]), Double(r3[c3 + k]), dx)
+                                let s = cubicStep(v0, v1, v2, v3, dy)
+                                o[k] = s <= 0 ? 0 : s >= 255 ? 255 : UInt8(s)
+                            }
                         }
                     }
                 }

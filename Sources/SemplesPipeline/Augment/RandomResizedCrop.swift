@@ -42,7 +42,8 @@ public struct RandomResizedCrop: Equatable, Sendable {
     /// The box for an image of the given size. Each attempt draws the area fraction, then the
     /// log-aspect; `w = round(√(area·ratio))`, `h = round(√(area/ratio))` (ties to even); a box
     /// that fits is placed at a uniform integer offset (row first, then column). When no attempt
-    /// fits: a centred box, the whole image with its aspect clamped into `ratio`.
+    /// fits: a centred box, the whole image with its aspect clamped into `ratio` (at least one
+    /// pixel each way).
     public func box(width: Int, height: Int, rng: inout SeededGenerator) -> CropBox {
         precondition(width > 0 && height > 0, "random crop of a \(width)x\(height) image")
         let area = Double(width * height)
@@ -52,7 +53,8 @@ public struct RandomResizedCrop: Equatable, Sendable {
             let aspect = Foundation.exp(rng.uniform(logRatio.0, logRatio.1))
             let w = pythonRound((targetArea * aspect).squareRoot())
             let h = pythonRound((targetArea / aspect).squareRoot())
-            if w <= width && h <= height {
+            // An empty box (only possible on images of a few pixels) counts as a failed attempt.
+            if w > 0 && h > 0 && w <= width && h <= height {
                 let top = rng.integer(0, height - h)
                 let left = rng.integer(0, width - w)
                 return CropBox(x: left, y: top, width: w, height: h)
@@ -70,6 +72,8 @@ public struct RandomResizedCrop: Equatable, Sendable {
         } else if inRatio > ratio.upperBound {
             w = pythonRound(Double(h) * ratio.upperBound)
         }
+        w = max(1, w)
+        h = max(1, h)
         return CropBox(x: (width - w) / 2, y: (height - h) / 2, width: w, height: h)
     }
 
