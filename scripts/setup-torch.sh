@@ -8,8 +8,10 @@ venv="${1:-${SEMPLES_TORCH_VENV:-.venv-torch}}"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c "import torch, numpy, PIL, safetensors, scipy, pydensecrf" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import torch, numpy, PIL, safetensors, scipy, pydensecrf, clip, ftfy" 2>/dev/null; then
     "$venv/bin/pip" install -q --upgrade pip >/dev/null
     "$venv/bin/pip" install -q torch numpy pillow safetensors scipy pydensecrf2
+    # OpenAI's tokenizer and model code, the reference for the CLIP fixtures.
+    "$venv/bin/pip" install -q --no-deps clip-anytorch ftfy regex wcwidth
 fi
 echo "$venv/bin/python"
