@@ -30,6 +30,7 @@ let package = Package(
                        providers: [.apt(["libjpeg-dev"])]),
         .systemLibrary(name: "CInotify", path: "Sources/CInotify",
                        providers: [.apt(["libinotifytools0-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         // Thin C wrappers for libraries whose error handling needs setjmp (libjpeg, libpng).
         .target(name: "CCodecs", dependencies: ["CJPEG", "CPNG"], path: "Sources/CCodecs",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
@@ -37,7 +38,7 @@ let package = Package(
         // Libraries.
         .target(name: "SemplesEngine", dependencies: ["CBLAS"]),
         .target(name: "SemplesFormats", dependencies: ["SemplesEngine", "CCodecs"]),
-        .target(name: "SemplesModels", dependencies: ["SemplesEngine", "SemplesFormats"]),
+        .target(name: "SemplesModels", dependencies: ["SemplesEngine", "SemplesFormats", "CZlib"]),
         .target(name: "SemplesManifest", dependencies: ["Yams"]),
         .target(name: "SemplesPipeline",
                 dependencies: ["SemplesEngine", "SemplesFormats", "SemplesModels", "SemplesManifest"]),
@@ -57,6 +58,7 @@ let package = Package(
         .testTarget(name: "SemplesEngineTests", dependencies: ["SemplesEngine", "SemplesFormats"]),
         .testTarget(name: "SemplesFormatsTests", dependencies: ["SemplesFormats"]),
         .testTarget(name: "SemplesModelsTests", dependencies: ["SemplesModels"]),
+        .testTarget(name: "SemplesManifestTests", dependencies: ["SemplesManifest"]),
         .testTarget(name: "SemplesPipelineTests", dependencies: ["SemplesPipeline"]),
         .testTarget(name: "SemplesSpoolTests", dependencies: ["SemplesSpool"]),
     ]

@@ -31,9 +31,16 @@ public func convertToFloat32(_ src: UnsafeRawPointer, dtype: DType, count: Int,
     case .float32:
         memcpy(dst, src, count * 4)
     case .float16:
+        // Exact and branch-free (vectorises): half bits shifted into float position and scaled by
+        // 2^112 give every finite value, subnormals included; infinities and NaNs are patched.
+        let scale = Float(bitPattern: 0x7780_0000)
         for i in 0..<count {
-            let bits = src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)
-            dst[i] = Float(Float16(bitPattern: bits))
+            let h = UInt32(src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
+            let magnitude = h & 0x7FFF
+            let finite = Float(bitPattern: magnitude << 13) * scale
+            let special = Float(bitPattern: 0x7F80_0000 | ((magnitude & 0x03FF) << 13))
+            let value = magnitude >= 0x7C00 ? special : finite
+            dst[i] = Float(bitPattern: value.bitPattern | ((h & 0x8000) << 16))
         }
     case .bfloat16:
         for i in 0..<count {
@@ -59,21 +66,24 @@ public enum SafeTensors {
     /// Largest header accepted (the format's own limit is 100 MB).
     static let maxHeaderBytes = 100_000_000
 
-    /// Reads every tensor of a safetensors file, converting to float32. Order follows the data offsets.
+    /// Reads every tensor of a safetensors file (memory-mapped), converting to float32. Order
+    /// follows the data offsets.
     public static func read(_ path: String) throws -> (tensors: [NamedTensor], metadata: [String: String]) {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw FormatError(path, "cannot read the file (missing or unreadable)")
-        }
-        return try parse(data, path: path)
+        let source = try ByteSource(path: path)
+        return try parse(source.buffer, path: path)
     }
 
     public static func parse(_ data: Data, path: String) throws -> (tensors: [NamedTensor], metadata: [String: String]) {
+        try data.withUnsafeBytes { try parse($0, path: path) }
+    }
+
+    static func parse(_ data: UnsafeRawBufferPointer, path: String) throws -> (tensors: [NamedTensor], metadata: [String: String]) {
         guard data.count >= 8 else { throw FormatError(path, "too short for a safetensors header (\(data.count) bytes)") }
-        let headerLength = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        let headerLength = UInt64(littleEndian: data.loadUnaligned(as: UInt64.self))
         guard headerLength <= UInt64(maxHeaderBytes), Int(headerLength) <= data.count - 8 else {
             throw FormatError(path, "header length \(headerLength) exceeds the file size \(data.count)")
         }
-        let headerData = data.subdata(in: 8..<(8 + Int(headerLength)))
+        let headerData = Data(UnsafeRawBufferPointer(rebasing: data[8..<(8 + Int(headerLength))]))
         guard let json = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any] else {
             throw FormatError(path, "header is not a JSON object")
         }
@@ -98,20 +108,20 @@ public enum SafeTensors {
             guard shape.count <= 6, shape.allSatisfy({ $0 >= 0 && $0 < 1 << 31 }) else {
                 throw FormatError(path, "tensor '\(name)': unsupported shape \(shape)")
             }
-            let count = shape.reduce(1, *)
+            guard let count = checkedProduct(shape + [dtype.byteSize], limit: Int.max / 2) else {
+                throw FormatError(path, "tensor '\(name)': shape \(shape) is too large")
+            }
             let (begin, end) = (offsets[0], offsets[1])
-            guard begin >= 0, end >= begin, end <= payloadSize, end - begin == count * dtype.byteSize else {
+            guard begin >= 0, end >= begin, end <= payloadSize, end - begin == count else {
                 throw FormatError(path, "tensor '\(name)': data_offsets [\(begin), \(end)] do not fit shape \(shape) of \(dtypeName) in \(payloadSize) data bytes")
             }
             entries.append((name, dtype, shape, begin, end))
         }
         entries.sort { $0.3 < $1.3 }
-        let tensors = data.withUnsafeBytes { raw -> [NamedTensor] in
-            entries.map { (name, dtype, shape, begin, _) in
-                let t = Tensor(shape)
-                convertToFloat32(raw.baseAddress! + payloadStart + begin, dtype: dtype, count: t.count, into: t.data)
-                return NamedTensor(name: name, dtype: dtype, tensor: t)
-            }
+        let tensors = entries.map { (name, dtype, shape, begin, _) -> NamedTensor in
+            let t = Tensor(shape)
+            convertToFloat32(data.baseAddress! + payloadStart + begin, dtype: dtype, count: t.count, into: t.data)
+            return NamedTensor(name: name, dtype: dtype, tensor: t)
         }
         return (tensors, metadata)
     }

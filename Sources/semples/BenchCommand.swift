@@ -1,6 +1,60 @@
 import ArgumentParser
+import Foundation
+import SemplesPipeline
 
 struct BenchCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bench", abstract: "Measure engine speed.")
-    func run() throws { throw ValidationError("not yet available") }
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure semples against PyTorch on this machine, in one run.",
+        discussion: """
+        Each figure is measured by semples and, when a Python with torch is found, by the same
+        computation in PyTorch with the same thread count, and reported as a ratio (> 1: semples is
+        faster or uses less memory). Machines are noisy: compare ratios from one run.
+        PyTorch is looked for in --python, $SEMPLES_PYTHON, then .venv-torch/bin/python
+        (scripts/setup-torch.sh makes it).
+
+        Examples:
+          semples bench
+          semples bench --only engine --json
+          semples bench --threads 1 --python /opt/torch/bin/python
+        """)
+
+    @Option(help: "Threads for both engines (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Timed iterations per figure.") var iterations: Int = 10
+    @Option(help: "Sections to run, comma-separated: engine, cam (default: all).") var only: String?
+    @Option(help: "Images timed in the cam section.") var camImages: Int = 4
+    @Option(help: "Python with torch for the PyTorch side.") var python: String?
+    @Flag(help: "Skip PyTorch even when available.") var noTorch = false
+    @Flag(help: "Print JSON instead of a table.") var json = false
+
+    func run() throws {
+        let known: Set<String> = ["engine", "cam"]
+        let sections = only.map { Set($0.split(separator: ",").map(String.init)) } ?? known
+        if let bad = sections.subtracting(known).first {
+            throw ValidationError("unknown section '\(bad)'; known: \(known.sorted().joined(separator: ", "))")
+        }
+        let log: (String) -> Void = { FileHandle.standardError.write(Data("bench: \($0)\n".utf8)) }
+        var torch: TorchReference?
+        var torchVersion: String?
+        if !noTorch {
+            let found = TorchReference.locate(explicit: python, projectFolder: TorchReference.findProjectFolder())
+            torch = found.reference
+            if torch != nil { torchVersion = found.reason } else { log("PyTorch not measured: \(found.reason)") }
+        }
+        var lines: [BenchLine] = []
+        if sections.contains("engine") {
+            lines += EngineBenchSection.run(threads: threads, iterations: iterations, torch: torch, log: log)
+        }
+        if sections.contains("cam") {
+            lines += try WeakTrBenchSection.run(threads: threads, images: camImages, torch: torch, log: log)
+        }
+        let report = BenchReport(threads: threads, torch: torchVersion, lines: lines)
+        if json {
+            let e = JSONEncoder()
+            e.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try e.encode(report), as: UTF8.self))
+        } else {
+            print(report.table(), terminator: "")
+        }
+    }
 }

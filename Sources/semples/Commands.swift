@@ -4,4 +4,15 @@ import ArgumentParser
 let commandList: [ParsableCommand.Type] = [
     RunCommand.self,
     BenchCommand.self,
+    MakeDatasetCommand.self,
+    ClipCommand.self,
+    SubmitCommand.self,
+    StatusCommand.self,
+    ShowCommand.self,
+    LogsCommand.self,
+    CancelCommand.self,
+    HoldCommand.self,
+    ReleaseCommand.self,
+    RetryCommand.self,
+    ValidateCommand.self,
 ]

@@ -1,0 +1,141 @@
+import SemplesEngine
+
+/// CLIP's text transformer (spec §2.3): token and positional embeddings, causal pre-norm blocks,
+/// ln_final, the feature at the EOT position through `text_projection`.
+///
+/// Causality means positions after the EOT cannot change the EOT feature, so each batch runs
+/// only up to its last EOT position (spec §2.3, "causality note").
+public struct CLIPTextEncoder {
+    public let config: CLIPConfig
+    let tokenEmbedding: Parameter       // [V, W]
+    let positionalEmbedding: Parameter  // [context, W]
+    let blocks: [CLIPResidualBlock]
+    let lnFinal: LayerNorm
+    let textProjection: Parameter       // [W, E]
+
+    init(_ store: ParameterStore, config c: CLIPConfig) {
+        config = c
+        let w = c.textWidth
+        tokenEmbedding = store.declare("token_embedding.weight", [c.vocabularySize, w])
+        positionalEmbedding = store.declare("positional_embedding", [c.contextLength, w])
+        blocks = (0..<c.textLayers).map {
+            CLIPResidualBlock(store, prefix: "transformer.resblocks.\($0).", width: w,
+                              heads: c.textHeads, causal: true, eps: c.layerNormEpsilon)
+        }
+        lnFinal = LayerNorm(weight: store.declare("ln_final.weight", [w]),
+                            bias: store.declare("ln_final.bias", [w]), eps: c.layerNormEpsilon)
+        textProjection = store.declare("text_projection", [w, c.embedDimension])
+    }
+
+    /// What forward keeps for backward.
+    public struct Pass {
+        let batch: Int
+        let tokens: Int               // positions run: max EOT index + 1
+        let endPositions: [Int]
+        let blocks: [CLIPResidualBlock.Activations]
+        let endRows: TensorView       // [B, W] stream rows at the EOT positions
+        let normed: TensorView        // [B, W]
+        let mean, rstd: TensorView
+        let keepsActivations: Bool
+    }
+
+    /// Floats of arena memory for `batch` sequences run to `tokens` positions (including the
+    /// embedded input `encode` allocates).
+    public func arenaSize(batch B: Int, tokens T: Int, backward: Bool) -> Int {
+        let W = config.textWidth, H = config.textHeads
+        let perBlock = 4 * B * T * W + 4 * B * T + (B * T * 3 * W + B * H * T * T + B * T * W) + 2 * B * T * 4 * W
+        let blockScratch = B * T * 3 * W + B * T * W + B * H * T * T + B * T * W + B * T * 4 * W
+        var n = 3 * B * T * W + 3 * B * W + 2 * B
+        n += perBlock * (backward ? blocks.count : 1)
+        if backward { n += blockScratch + B * T * W + 2 * B * W }
+        return n + n / 64 + 16 * (blocks.count * 20 + 40)
+    }
+
+    /// The EOT position of each id row: the index of its largest id (as the reference reads it).
+    public static func endPositions(_ ids: [[Int32]]) -> [Int] {
+        ids.map { row in
+            var best = 0
+            for (i, id) in row.enumerated() where id > row[best] { best = i }  // first maximum
+            return best
+        }
+    }
+
+    /// The token-embedding rows of `ids` ([B][context]) for positions 0..<tokens → [B, tokens, W].
+    public func embed(_ ids: [[Int32]], tokens T: Int, into x: TensorView) {
+        let W = config.textWidth, V = config.vocabularySize
+        precondition(x.shape == Shape([ids.count, T, W]), "text embed into \(x.shape), expected [\(ids.count), \(T), \(W)]")
+        let table = tokenEmbedding.value.data
+        for (b, row) in ids.enumerated() {
+            for t in 0..<T {
+                let id = Int(row[t])
+                precondition(id >= 0 && id < V, "token id \(id) outside the vocabulary of \(V)")
+                (x.data + (b * T + t) * W).update(from: table + id * W, count: W)
+            }
+        }
+    }
+
+    /// Features of tokenised texts: ids [B][context] → features [B, E].
+    public func encode(_ ids: [[Int32]], into features: TensorView, arena: Arena) {
+        let ends = Self.endPositions(ids)
+        let T = (ends.max() ?? 0) + 1
+        let mark = arena.mark
+        defer { arena.release(to: mark) }
+        let x = arena.allocate([ids.count, T, config.textWidth])
+        embed(ids, tokens: T, into: x)
+        forward(embeddings: x, endPositions: ends, into: features, arena: arena)
+    }
+
+    /// embeddings: [B, T, W] token embeddings (positions are added here) → features [B, E], read
+    /// at `endPositions` (each < T). The embeddings buffer becomes the residual stream and is
+    /// overwritten. With `keepActivations` the pass supports `backward`.
+    @discardableResult
+    public func forward(embeddings x: TensorView, endPositions: [Int], into features: TensorView, arena: Arena,
+                        keepActivations: Bool = false) -> Pass {
+        let c = config, B = x.shape[0], T = x.shape[1], W = c.textWidth, E = c.embedDimension
+        precondition(x.shape == Shape([B, T, W]) && T <= c.contextLength && endPositions.count == B
+                     && endPositions.allSatisfy({ $0 >= 0 && $0 < T }) && features.shape == Shape([B, E]),
+                     "CLIP text encoder: x \(x.shape), ends \(endPositions), features \(features.shape)")
+        for b in 0..<B { add(positionalEmbedding.value.rows(0, T), into: x[b]) }
+        let scratch = arena.allocate([B, T, W])
+        var saved: [CLIPResidualBlock.Activations] = []
+        let shared = keepActivations ? nil : blocks.first?.makeActivations(arena, batch: B, tokens: T)
+        for block in blocks {
+            let a = shared ?? block.makeActivations(arena, batch: B, tokens: T)
+            block.forward(x, saved: a, scratch: scratch)
+            saved.append(a)
+        }
+        let endRows = arena.allocate([B, W])
+        for b in 0..<B { endRows[b].copy(from: x[b][endPositions[b]]) }
+        let normed = arena.allocate([B, W]), mean = arena.allocate([B]), rstd = arena.allocate([B])
+        lnFinal.forward(endRows, into: normed, mean: mean, rstd: rstd)
+        BLAS.gemm(m: B, n: E, k: W, a: normed.data, lda: W, b: textProjection.value.data, ldb: E,
+                  beta: 0, c: features.data, ldc: E)
+        return Pass(batch: B, tokens: T, endPositions: endPositions, blocks: saved, endRows: endRows,
+                    normed: normed, mean: mean, rstd: rstd, keepsActivations: keepActivations)
+    }
+
+    /// dFeatures: [B, E] → dEmbeddings: [B, T, W] (+=), the gradient w.r.t. the embeddings fed
+    /// to forward. Input gradient only (CLIP is frozen).
+    public func backward(_ dFeatures: TensorView, pass: Pass, embeddingsGradient dx: TensorView, arena: Arena) {
+        precondition(pass.keepsActivations, "CLIP text backward needs forward(keepActivations: true)")
+        let B = pass.batch, T = pass.tokens, W = config.textWidth, E = config.embedDimension
+        precondition(dFeatures.shape == Shape([B, E]) && dx.shape == Shape([B, T, W]),
+                     "CLIP text backward: dFeatures \(dFeatures.shape), dx \(dx.shape)")
+        let mark = arena.mark
+        defer { arena.release(to: mark) }
+        let dNormed = arena.allocate([B, W])
+        BLAS.gemm(transB: true, m: B, n: W, k: E, a: dFeatures.data, lda: E, b: textProjection.value.data, ldb: E,
+                  beta: 0, c: dNormed.data, ldc: W)
+        let dEnd = arena.allocate([B, W])
+        lnFinal.backward(dNormed, x: pass.endRows, mean: pass.mean, rstd: pass.rstd, dx: dEnd,
+                         accumulate: false, parameterGradients: false)
+        let dStream = arena.zeros([B, T, W])
+        for b in 0..<B { dStream[b][pass.endPositions[b]].copy(from: dEnd[b]) }
+        let scratch = blocks.first?.makeScratch(arena, batch: B, tokens: T)
+        for (block, saved) in zip(blocks, pass.blocks).reversed() {
+            block.backward(dStream, saved: saved, scratch: scratch!)
+        }
+        // The positional embedding is added, so the stream gradient is the embedding gradient.
+        add(dStream, into: dx)
+    }
+}
