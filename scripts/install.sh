@@ -35,7 +35,7 @@ if [ -e "$config" ]; then
   config="$config.new"
 fi
 sed -e "s|^spool: .*|spool: /var/spool/semples|" \
-    -e "s|^# job_command: .*|job_command: [$PREFIX/bin/semples, run]|" etc/semplesd.yaml > "$config"
+    -e "s|^# job_command: .*|job_command: [$PREFIX/bin/semples, run, --log-file, \"-\"]|" etc/semplesd.yaml > "$config"
 chmod 0644 "$config"
 
 if [ -d man ]; then

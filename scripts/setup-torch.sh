@@ -8,8 +8,8 @@ venv="${1:-${SEMPLES_TORCH_VENV:-.venv-torch}}"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c "import torch, numpy, PIL, safetensors, scipy" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import torch, numpy, PIL, safetensors, scipy, pydensecrf" 2>/dev/null; then
     "$venv/bin/pip" install -q --upgrade pip >/dev/null
-    "$venv/bin/pip" install -q torch numpy pillow safetensors scipy
+    "$venv/bin/pip" install -q torch numpy pillow safetensors scipy pydensecrf2
 fi
 echo "$venv/bin/python"

@@ -135,6 +135,10 @@ public struct TorchTensor {
         guard let n = checkedProduct(shape, limit: 1 << 40) else {
             throw FormatError(path, "tensor size \(shape) is too large")
         }
+        // Broadcast (stride 0) tensors may address fewer elements than they hold; bound them.
+        guard n <= max(storage.count, 1 << 28) else {
+            throw FormatError(path, "tensor \(shape) expands storage '\(storage.key)' of \(storage.count) elements to \(n)")
+        }
         if n > 0 {
             var last = storageOffset
             for (d, s) in zip(shape, strides) {
@@ -224,6 +228,13 @@ public struct NDArray {
     public let elements: [PickleValue]
 
     public var count: Int { shape.reduce(1, *) }
+
+    /// The raw little-endian element bytes of a numeric array, in its stored order (empty for
+    /// object arrays). Valid while the array (and so its source) is alive.
+    public var rawBytes: UnsafeRawBufferPointer {
+        guard let dtype else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: source.base + offset, count: count * dtype.byteSize)
+    }
 
     /// Converts a numeric array to float32 in C order.
     public func toFloat32() throws -> Tensor {

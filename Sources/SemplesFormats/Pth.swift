@@ -112,7 +112,8 @@ public enum Pth {
         if case .object = value {
             let declared = archive.isTorchScript ? TorchScriptCode(archive: archive) : nil
             var out: [(String, TorchTensor)] = []
-            try collectModuleTensors(value, prefix: "", declared: declared, into: &out, depth: 0, path: path)
+            var budget = 1_000_000
+            try collectModuleTensors(value, prefix: "", declared: declared, into: &out, depth: 0, budget: &budget, path: path)
             return out
         }
         guard let entries = value.dictEntries else {
@@ -133,8 +134,12 @@ public enum Pth {
     /// names `state_dict()` gives). Tensor attributes the module code does not declare as
     /// parameters or buffers are left out, as `state_dict()` leaves them out.
     static func collectModuleTensors(_ v: PickleValue, prefix: String, declared: TorchScriptCode?,
-                                     into out: inout [(String, TorchTensor)], depth: Int, path: String) throws {
+                                     into out: inout [(String, TorchTensor)], depth: Int, budget: inout Int,
+                                     path: String) throws {
         guard depth < 64 else { throw FormatError(path, "TorchScript modules nest deeper than 64 levels") }
+        // Shared sub-modules are visited once per path; a hostile file could make that exponential.
+        budget -= 1
+        guard budget >= 0 else { throw FormatError(path, "TorchScript module tree has more than a million paths") }
         guard case .object(let type, let state) = v, let entries = state.dictEntries else { return }
         let names = declared?.tensorNames(ofClass: type)
         for (k, value) in entries {
@@ -144,7 +149,7 @@ public enum Pth {
                 if names == nil || names!.contains(name) { out.append((prefix + name, t)) }
             case .object:
                 try collectModuleTensors(value, prefix: prefix + name + ".", declared: declared, into: &out,
-                                         depth: depth + 1, path: path)
+                                         depth: depth + 1, budget: &budget, path: path)
             default:
                 continue
             }

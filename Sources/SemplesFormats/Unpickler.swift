@@ -20,6 +20,7 @@ public struct Unpickler {
     let persistentLoad: PersistentLoad?
     let allowTorchScript: Bool
 
+    private let pool = NodePool()
     private var stack: [Node] = []
     private var marks: [Int] = []
     private var memo: [Int: Node] = [:]
@@ -31,6 +32,9 @@ public struct Unpickler {
         var u = Unpickler(path: source.path,
                           reader: ByteReader(path: source.path, base: source.base, range: range ?? 0..<source.count),
                           persistentLoad: persistentLoad, allowTorchScript: allowTorchScript)
+        // Hostile pickles can build cycles or very deep chains of nodes: cut every link at the end
+        // so that nothing leaks and no release recurses.
+        defer { u.pool.clear() }
         let root = try u.run()
         var converter = Converter(path: source.path, source: source)
         return try converter.convert(root, depth: 0)
@@ -93,19 +97,19 @@ public struct Unpickler {
             case 0x42: push(.value(.bytes(try rawBytes(try length32(at)))))          // BINBYTES
             case 0x43: push(.value(.bytes(try rawBytes(Int(try reader.u8())))))       // SHORT_BINBYTES
             case 0x8E, 0x96: push(.value(.bytes(try rawBytes(try length64(at)))))    // BINBYTES8, BYTEARRAY8
-            case 0x5D: push(Node(.list([])))                                         // EMPTY_LIST
-            case 0x29: push(Node(.tuple([])))                                        // EMPTY_TUPLE
-            case 0x7D: push(Node(.dict([], ordered: false)))                         // EMPTY_DICT
-            case 0x8F: push(Node(.list([])))                                         // EMPTY_SET (kept as a list)
-            case 0x6C: push(Node(.list(try popMark(at))))                            // LIST
-            case 0x74: push(Node(.tuple(try popMark(at))))                           // TUPLE
-            case 0x85: let a = try pop(at); push(Node(.tuple([a])))                  // TUPLE1
-            case 0x86: let b = try pop(at), a = try pop(at); push(Node(.tuple([a, b])))  // TUPLE2
+            case 0x5D: push(pool.make(.list([])))                                         // EMPTY_LIST
+            case 0x29: push(pool.make(.tuple([])))                                        // EMPTY_TUPLE
+            case 0x7D: push(pool.make(.dict([], ordered: false)))                         // EMPTY_DICT
+            case 0x8F: push(pool.make(.list([])))                                         // EMPTY_SET (kept as a list)
+            case 0x6C: push(pool.make(.list(try popMark(at))))                            // LIST
+            case 0x74: push(pool.make(.tuple(try popMark(at))))                           // TUPLE
+            case 0x85: let a = try pop(at); push(pool.make(.tuple([a])))                  // TUPLE1
+            case 0x86: let b = try pop(at), a = try pop(at); push(pool.make(.tuple([a, b])))  // TUPLE2
             case 0x87: // TUPLE3
                 let c = try pop(at), b = try pop(at), a = try pop(at)
-                push(Node(.tuple([a, b, c])))
-            case 0x91: push(Node(.list(try popMark(at))))                            // FROZENSET
-            case 0x64: push(Node(.dict(try pairs(try popMark(at), at), ordered: false)))  // DICT
+                push(pool.make(.tuple([a, b, c])))
+            case 0x91: push(pool.make(.list(try popMark(at))))                            // FROZENSET
+            case 0x64: push(pool.make(.dict(try pairs(try popMark(at), at), ordered: false)))  // DICT
             case 0x61: // APPEND
                 let v = try pop(at)
                 try append([v], to: try top(at), at)
@@ -154,7 +158,7 @@ public struct Unpickler {
                 push(try persistent(pid, at))
             case 0x50: // PERSID (text)
                 let s = String(utf8OrLatin1: try reader.line())
-                push(try persistent(Node(.value(.string(s))), at))
+                push(try persistent(pool.make(.value(.string(s))), at))
             case 0x97, 0x98:
                 throw FormatError(path, "pickle uses out-of-band buffers (opcode 0x\(String(op, radix: 16)) at byte \(at)), which cannot be read from a file")
             case 0x69, 0x6F:
@@ -170,7 +174,7 @@ public struct Unpickler {
     // MARK: - Stack helpers
 
     private mutating func push(_ n: Node) { stack.append(n) }
-    private mutating func push(_ k: Node.Kind) { stack.append(Node(k)) }
+    private mutating func push(_ k: Node.Kind) { stack.append(pool.make(k)) }
 
     private mutating func pop(_ at: Int) throws -> Node {
         if let m = marks.last, m >= stack.count {
@@ -297,6 +301,7 @@ public struct Unpickler {
 
     static let allowedGlobals: Set<String> = [
         "collections.OrderedDict",
+        "argparse.Namespace",  // the training arguments some checkpoints carry: an inert record
         "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2",
         "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
         "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
@@ -323,11 +328,11 @@ public struct Unpickler {
 
     private func global(_ module: String, _ name: String, _ at: Int) throws -> Node {
         let full = module + "." + name
-        if Unpickler.allowedGlobals.contains(full) { return Node(.global(module, name)) }
-        if module == "torch", Unpickler.storageTypes[name] != nil { return Node(.global(module, name)) }
+        if Unpickler.allowedGlobals.contains(full) { return pool.make(.global(module, name)) }
+        if module == "torch", Unpickler.storageTypes[name] != nil { return pool.make(.global(module, name)) }
         if allowTorchScript {
             if module.hasPrefix("__torch__") || Unpickler.torchScriptHelpers.contains(full) {
-                return Node(.global(module, name))
+                return pool.make(.global(module, name))
             }
         }
         throw FormatError(path, "pickle refers to global '\(full)' at byte \(at), which is not on the allowlist of data types (refused; nothing was executed)")
@@ -365,16 +370,16 @@ public struct Unpickler {
                     items.append((kv[0], kv[1]))
                 }
             }
-            return Node(.dict(items, ordered: full == "collections.OrderedDict"))
+            return pool.make(.dict(items, ordered: full == "collections.OrderedDict"))
         case "builtins.set", "builtins.frozenset", "builtins.list", "builtins.tuple",
              "__builtin__.set", "__builtin__.frozenset", "__builtin__.list", "__builtin__.tuple":
-            if a.isEmpty { return Node(name == "tuple" ? .tuple([]) : .list([])) }
+            if a.isEmpty { return pool.make(name == "tuple" ? .tuple([]) : .list([])) }
             switch a[0].kind {
-            case .list(let xs), .tuple(let xs): return Node(name == "tuple" ? .tuple(xs) : .list(xs))
+            case .list(let xs), .tuple(let xs): return pool.make(name == "tuple" ? .tuple(xs) : .list(xs))
             default: throw FormatError(path, "\(full) at byte \(at) with a non-sequence argument")
             }
         case "builtins.bytearray", "builtins.bytes":
-            if a.isEmpty { return Node(.value(.bytes(Data()))) }
+            if a.isEmpty { return pool.make(.value(.bytes(Data()))) }
             if case .value(.bytes) = a[0].kind { return a[0] }
             return try latin1Encode(a, at)
         case "_codecs.encode":
@@ -386,24 +391,24 @@ public struct Unpickler {
             let offset = try intArg(try arg(1), "storage offset", at)
             let size = try intList(try arg(2), "size", at)
             let stride = try intList(try arg(3), "stride", at)
-            return Node(.value(.tensor(try TorchTensor(storage: storage, storageOffset: offset, shape: size, strides: stride, path: path))))
+            return pool.make(.value(.tensor(try TorchTensor(storage: storage, storageOffset: offset, shape: size, strides: stride, path: path))))
         case "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state":
             let data = try arg(0)
             guard case .value(.tensor) = data.kind else { throw FormatError(path, "parameter at byte \(at) does not wrap a tensor") }
             return data
         case "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct":
-            return Node(.ndarray(nil))
+            return pool.make(.ndarray(nil))
         case "numpy.dtype":
             guard case .value(.string(let descr)) = try arg(0).kind else {
                 throw FormatError(path, "numpy.dtype at byte \(at) without a type string")
             }
-            return Node(.dtype(descr, "<"))
+            return pool.make(.dtype(descr, "<"))
         case "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar":
             let dtype = try dtypeOf(try arg(0), at)
             guard case .value(.bytes(let b)) = try arg(1).kind, let dtype, b.count == dtype.byteSize else {
                 throw FormatError(path, "numpy scalar at byte \(at) with unsupported dtype or wrong byte count")
             }
-            return Node(.value(scalarValue(b, dtype)))
+            return pool.make(.value(scalarValue(b, dtype)))
         case "numpy.core.numeric._frombuffer", "numpy._core.numeric._frombuffer":
             guard case .value(.bytes(let b)) = try arg(0).kind else {
                 throw FormatError(path, "numpy _frombuffer at byte \(at) without bytes")
@@ -412,7 +417,7 @@ public struct Unpickler {
             let shape = try intList(try arg(2), "shape", at)
             var fortran = false
             if a.count > 3, case .value(.string(let order)) = a[3].kind { fortran = order == "F" }
-            return Node(.value(.array(try makeArray(dtype: dtype, shape: shape, fortran: fortran, bytes: b, at))))
+            return pool.make(.value(.array(try makeArray(dtype: dtype, shape: shape, fortran: fortran, bytes: b, at))))
         default:
             if Unpickler.torchScriptHelpers.contains(full) { return try arg(0) }
             throw FormatError(path, "global '\(full)' at byte \(at) cannot be called")
@@ -420,10 +425,11 @@ public struct Unpickler {
     }
 
     private func newObject(_ cls: Node, _ argNode: Node, _ at: Int) throws -> Node {
-        guard case .global(let module, let name) = cls.kind, module.hasPrefix("__torch__"), allowTorchScript else {
-            throw FormatError(path, "NEWOBJ at byte \(at) on something other than a TorchScript class; refused")
+        guard case .global(let module, let name) = cls.kind,
+              (module.hasPrefix("__torch__") && allowTorchScript) || (module == "argparse" && name == "Namespace") else {
+            throw FormatError(path, "NEWOBJ at byte \(at) on something other than a TorchScript class or argparse.Namespace; refused")
         }
-        return Node(.object(module + "." + name, nil))
+        return pool.make(.object(module + "." + name, nil))
     }
 
     private func build(_ target: Node, _ state: Node, _ at: Int) throws {
@@ -468,7 +474,7 @@ public struct Unpickler {
             throw FormatError(path, "pickle uses a persistent id at byte \(at), which this file type does not allow")
         }
         var converter = Converter(path: path, source: nil)
-        return Node(.storage(try persistentLoad(try converter.convert(pid, depth: 0))))
+        return pool.make(.storage(try persistentLoad(try converter.convert(pid, depth: 0))))
     }
 
     private func latin1Encode(_ a: [Node], _ at: Int) throws -> Node {
@@ -486,7 +492,7 @@ public struct Unpickler {
             guard u.value < 256 else { throw FormatError(path, "latin1 bytes at byte \(at) contain a character above 255") }
             out.append(UInt8(u.value))
         }
-        return Node(.value(.bytes(out)))
+        return pool.make(.value(.bytes(out)))
     }
 
     private func intArg(_ n: Node, _ what: String, _ at: Int) throws -> Int {
@@ -548,6 +554,22 @@ private func Tensor1(_ b: Data, _ dtype: DType) -> Float {
     var out: Float = 0
     b.withUnsafeBytes { convertToFloat32($0.baseAddress!, dtype: dtype, count: 1, into: &out) }
     return out
+}
+
+/// Every node made while reading one pickle.
+final class NodePool {
+    private var nodes: [Node] = []
+
+    func make(_ kind: Node.Kind) -> Node {
+        let n = Node(kind)
+        nodes.append(n)
+        return n
+    }
+
+    func clear() {
+        for n in nodes { n.kind = .value(.none) }
+        nodes.removeAll()
+    }
 }
 
 /// A mutable pickle object while reading.

@@ -19,9 +19,14 @@ public enum ClientExit {
     public static let noDaemon: Int32 = 5
 
     public static let help = """
-    Exit status: 0 done; 1 refused or failed (the job is not in a state that allows it, I/O error);
-    2 invalid manifest; 3 no such job; 4 spool not found; 5 no daemon answered (a request is kept
-    in control/ and applied when the daemon starts); 64 bad usage.
+    Exit status:
+      0   done
+      1   refused or failed (the job's state does not allow it, or an I/O error)
+      2   invalid manifest
+      3   no such job
+      4   spool not found
+      5   no daemon answered (the request stays in control/ for the next start)
+      64  bad usage
     """
 }
 
@@ -107,12 +112,7 @@ extension SpoolReader {
 
     /// Copies a manifest into incoming/ under a dot-name and renames it in, so the daemon never sees
     /// it half-written. Returns the name it has in incoming/.
-    public func submit(path: String, as name: String? = nil) throws -> (name: String, bytes: [UInt8], inode: UInt64) {
-        let bytes: [UInt8]
-        do { bytes = try Sys.read(path, limit: 64 << 20) } catch {
-            throw ClientError(ClientExit.refused, "cannot read '\(path)': \(error)")
-        }
-        let wanted = name ?? baseName(path)
+    public func submit(bytes: [UInt8], name wanted: String) throws -> (name: String, inode: UInt64) {
         let temporary = layout.incoming + "/.submit-\(getpid())-\(UInt32.random(in: 0..<UInt32.max)).tmp"
         do { try Sys.writeAtomically(bytes, to: temporary, mode: 0o664) } catch {
             throw ClientError(ClientExit.refused, "cannot write into '\(layout.incoming)': \(error)")
@@ -122,7 +122,7 @@ extension SpoolReader {
         var n = 2
         while true {
             do {
-                if try Sys.renameNoReplace(temporary, layout.incoming + "/" + candidate) { return (candidate, bytes, inode) }
+                if try Sys.renameNoReplace(temporary, layout.incoming + "/" + candidate) { return (candidate, inode) }
             } catch {
                 Sys.remove(temporary)
                 throw ClientError(ClientExit.refused, "cannot move the manifest into '\(layout.incoming)': \(error)")

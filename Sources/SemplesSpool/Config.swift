@@ -29,7 +29,7 @@ public struct SpoolConfig: Equatable {
     public var retryBackoff: Double = 60
     public var retryBackoffFactor: Double = 2
     public var retryBackoffMax: Double = 3600
-    /// Threads each job's engine may use (0: all cores); passed as SEMPLES_THREADS.
+    /// Threads each job's engine may use, passed as SEMPLES_THREADS (0: not passed, the job uses all cores).
     public var engineThreads: Int = 0
     /// Below this many free megabytes on the spool's filesystem, intake and job starts are held.
     public var minFreeDiskMB: Double = 1024
@@ -38,7 +38,8 @@ public struct SpoolConfig: Equatable {
     public var stopTimeout: Double = 60
     /// On cancel, how long a job gets after SIGTERM before SIGKILL.
     public var cancelGrace: Double = 30
-    /// The job command: argv before `MANIFEST --out DIR`. Empty: the `semples` binary next to the daemon, then `run`.
+    /// The job command: argv before `MANIFEST --out DIR`. Empty: the `semples` binary next to the
+    /// daemon, then `run --log-file -`.
     public var jobCommand: [String] = []
     /// Largest manifest accepted, in bytes.
     public var maxManifestBytes: Int = 1 << 20
@@ -152,7 +153,8 @@ public struct SpoolConfig: Equatable {
     public func resolvedJobCommand() -> [String] {
         if !jobCommand.isEmpty { return jobCommand }
         let exe = Sys.executablePath() ?? "/usr/local/bin/semplesd"
-        return [joinPath(directoryName(exe), "semples"), "run"]
+        // The daemon captures the job's output into one log per attempt: the job writes no log of its own.
+        return [joinPath(directoryName(exe), "semples"), "run", "--log-file", "-"]
     }
 
     /// Where to find a configuration when none is named: $SEMPLESD_CONFIG, ./etc/semplesd.yaml,

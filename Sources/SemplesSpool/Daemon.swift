@@ -269,14 +269,14 @@ public final class Daemon {
                                   running: active.keys.sorted(), concurrentJobs: config.concurrentJobs,
                                   status: line, stopping: stopping, lastResult: lastResult)
         if let data = try? JobStore.encoder.encode(status) {
-            do { try Sys.writeAtomically([UInt8](data), to: statusFile, mode: 0o644) } catch {
+            do { try Sys.writeAtomically([UInt8](data), to: statusFile, mode: 0o644, sync: false) } catch {
                 log.warning("cannot write '\(statusFile)': \(error), retrying")
             }
         }
     }
 
-    func journal(_ id: String, _ state: String, _ reason: String?, attempt: Int? = nil) {
-        store.appendJournal(JournalEntry(time: Sys.now(), id: id, state: state, reason: reason, host: host, pid: pid, attempt: attempt))
+    func journal(_ id: String, _ state: String, _ reason: String?, attempt: Int? = nil, sync: Bool = true) {
+        store.appendJournal(JournalEntry(time: Sys.now(), id: id, state: state, reason: reason, host: host, pid: pid, attempt: attempt), sync: sync)
         statusDirty = true
     }
 }

@@ -61,6 +61,7 @@ extension Daemon {
     func intake(now: Double) {
         intakeBacklog = false
         var budget = 200
+        var ready: [(name: String, modified: Double)] = []
         for (name, candidate) in candidates {
             if budget == 0 { intakeBacklog = true; break }
             if diskHold != nil && !name.hasSuffix(".cancel") { continue }   // held: only cancel requests get through
@@ -77,50 +78,67 @@ extension Daemon {
                 continue
             }
             let stableFor = now - candidate.since
-            let local = mode == .inotify
+            let local = !isNetworkFilesystem(filesystem)   // mtimes from another host's clock are not compared with ours
             let settled = candidate.movedIn || stableFor >= config.settle || (local && now - info.modified >= config.settle)
             guard settled else { continue }
             // A file written in place may parse only once complete: wait while it still fails to
             // parse, up to three settle periods, before rejecting it.
+            let unchangedFor = max(stableFor, local ? now - info.modified : 0)
             if !candidate.movedIn && info.isRegular && info.size <= Int64(config.maxManifestBytes),
-               stableFor < 3 * max(config.settle, 0.2) {
-                do { _ = try ManifestCheck.validate(path: path, limit: config.maxManifestBytes) } catch let p as ManifestProblem where p.kind == .syntax {
+               unchangedFor < 3 * max(config.settle, 0.2) {
+                do { _ = try ManifestCheck.validate(path: path, folder: layout.incoming, limit: config.maxManifestBytes) } catch let p as ManifestProblem where p.kind == .syntax {
                     continue
                 } catch {}
             }
             candidates[name] = nil
             budget -= 1
-            claim(name)
+            ready.append((name, info.modified))
         }
+        guard !ready.isEmpty else { return }
+        // Oldest first, so jobs queue in the order their files arrived.
+        ready.sort { ($0.modified, $0.name) < ($1.modified, $1.name) }
+        let claimed = ready.compactMap { claim($0.name) }
+        guard !claimed.isEmpty else { return }
+        crashPoint("claimed")
+        commit(claimed.compactMap { prepare(file: $0) })
     }
 
-    /// Claims one file by renaming it into .state/claimed/, then accepts or rejects it.
-    func claim(_ name: String) {
-        let id = uniqueID()
-        let file = "\(id)@\(ownerTag)@\(name)"
-        let claimedPath = layout.claimed + "/" + file
+    /// Claims one file by renaming it into .state/claimed/ID@HOST@PID@START@NAME; nil if another
+    /// daemon took it first.
+    func claim(_ name: String) -> String? {
+        let file = "\(uniqueID())@\(ownerTag)@\(name)"
         do {
-            guard try Sys.rename(layout.incoming + "/" + name, claimedPath) else { return }   // another daemon took it
-            try Sys.syncDirectory(layout.claimed)
+            guard try Sys.rename(layout.incoming + "/" + name, layout.claimed + "/" + file) else { return nil }
         } catch {
             log.error("cannot claim '\(name)': \(error), retrying")
-            return
+            return nil
         }
-        crashPoint("claimed")
-        accept(file: file)
+        return file
     }
 
+    /// A job ID no daemon on this spool has used: reserved by creating `.state/ids/ID` exclusively
+    /// (two claims in the same millisecond may draw the same random bits).
     func uniqueID() -> String {
         while true {
             let id = newJobID()
-            if !Sys.exists(layout.record(id)) { return id }
+            if (try? Sys.createExclusive(layout.ids + "/" + id, sync: false)) == true { return id }
+            if !Sys.exists(layout.ids) { _ = try? Sys.makeDirectories(layout.ids, mode: 0o755) }
         }
     }
 
-    /// Finishes intake of `.state/claimed/ID@HOST@PID@START@NAME` from whatever step it reached.
+    /// Finishes intake of one claimed file (used by recovery, from whatever step it reached).
     func accept(file: String) {
+        if let prepared = prepare(file: file) { commit([prepared]) }
+    }
+
+    /// A claimed file whose job files are written but not yet durable.
+    struct Prepared { let file: String, id: String, name: String }
+
+    /// Validates a claimed file; rejects it, or writes its outbox, run manifest, record and ticket
+    /// (atomically each, durable only at `commit`).
+    func prepare(file: String) -> Prepared? {
         let parts = file.split(separator: "@", maxSplits: 4, omittingEmptySubsequences: false)
-        guard parts.count == 5 else { log.warning("unexpected file '\(file)' in \(layout.claimed), skipping"); return }
+        guard parts.count == 5 else { log.warning("unexpected file '\(file)' in \(layout.claimed), skipping"); return nil }
         let id = String(parts[0]), name = String(parts[4])
         let path = layout.claimed + "/" + file
         let ext = manifestExtension(name)
@@ -132,39 +150,57 @@ extension Daemon {
             guard ext != nil else {
                 throw ManifestProblem(kind: .content, file: name, detail: "not a manifest: expected a name ending in .yaml, .yml or .json")
             }
-            summary = try ManifestCheck.validate(path: path, name: name, limit: config.maxManifestBytes)
+            summary = try ManifestCheck.validate(path: path, name: name, folder: layout.incoming, limit: config.maxManifestBytes)
         } catch {
             reject(name: name, path: path, id: id, problem: "\(error)")
-            return
+            return nil
         }
         do {
             let outboxName = stem(name) + "-" + id
             let outboxPath = layout.outbox + "/" + outboxName
             try Sys.makeDirectories(outboxPath, mode: 0o775)
             let bytes = try Sys.read(path, limit: config.maxManifestBytes)
-            try Sys.writeAtomically(bytes, to: outboxPath + "/manifest" + ext!, mode: 0o664)
+            try Sys.writeAtomically(bytes, to: outboxPath + "/manifest" + ext!, mode: 0o664, sync: false)
+            // The copy the job runs: relative paths were taken from incoming/, so they are made
+            // absolute. Written before the ticket exists, so no daemon can start the job without it.
+            let runManifest = "manifests/" + id + ext!
+            let runBytes = summary.map { ManifestCheck.resolvingPaths(bytes, manifest: $0.manifest) } ?? bytes
+            try Sys.writeAtomically(runBytes, to: layout.state + "/" + runManifest, mode: 0o644, sync: false)
             crashPoint("outbox")
             if store.load(id) == nil {
-                var record = JobRecord(id: id, name: name, outbox: outboxName, manifest: "manifests/" + id + ext!,
+                var record = JobRecord(id: id, name: name, outbox: outboxName, manifest: runManifest,
                                        state: .queued, submitted: Sys.now())
                 record.fingerprint = fingerprint(bytes)
                 record.size = bytes.count
                 record.inode = Sys.info(path)?.inode
                 record.reason = summary.map { "\($0.job) job" }
-                try store.save(record)
+                try store.save(record, sync: false)
             }
             crashPoint("record")
             if store.ticket(id) == .none, store.load(id)?.state == .queued {
-                try Sys.createExclusive(layout.queue + "/" + id)
-                try Sys.syncDirectory(layout.queue)
+                try Sys.createExclusive(layout.queue + "/" + id, sync: false)
             }
-            crashPoint("ticket")
-            journal(id, "queued", "accepted '\(name)'")
-            try Sys.rename(path, layout.state + "/" + "manifests/" + id + ext!)
-            log.info("accepted '\(name)' as job \(id)")
+            return Prepared(file: file, id: id, name: name)
         } catch {
-            log.error("cannot accept '\(name)' (job \(id)): \(error), retrying at the next rescan")
+            log.error("cannot accept '\(name)' (job \(id)): \(error), retrying at the next recovery")
+            return nil
         }
+    }
+
+    /// Makes a batch of accepted jobs durable with one syncfs, then removes their claimed files.
+    func commit(_ batch: [Prepared]) {
+        guard !batch.isEmpty else { return }
+        crashPoint("ticket")
+        for p in batch { journal(p.id, "queued", "accepted '\(p.name)'", sync: false) }
+        do { try Sys.syncFilesystem(layout.state) } catch {
+            log.error("cannot flush the spool's filesystem: \(error); the claimed files stay and are retried")
+            return
+        }
+        for p in batch {
+            Sys.remove(layout.claimed + "/" + p.file)
+            log.info("accepted '\(p.name)' as job \(p.id)")
+        }
+        statusDirty = true
     }
 
     /// Moves a refused file to rejected/ with NAME.error.txt beside it (the reason first, then the file).
@@ -176,13 +212,14 @@ extension Daemon {
         }
         let text = "'\(name)' was rejected at \(isoTime(Sys.now())) by semplesd on \(host):\n\(problem)\nFix the file and submit it again.\n"
         do {
-            try Sys.writeAtomically(text, to: layout.rejected + "/" + stem(target) + ".error.txt", mode: 0o664)
+            // Not fsynced: after a power loss the file is simply claimed and rejected again.
+            try Sys.writeAtomically(text, to: layout.rejected + "/" + stem(target) + ".error.txt", mode: 0o664, sync: false)
             try Sys.rename(path, layout.rejected + "/" + target)
         } catch {
             log.error("cannot move '\(name)' to rejected/: \(error), retrying at the next rescan")
             return
         }
-        journal(id, "rejected", problem)
+        journal(id, "rejected", problem, sync: false)
         log.warning("rejected '\(name)': \(problem)")
     }
 

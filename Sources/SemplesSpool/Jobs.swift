@@ -66,12 +66,13 @@ extension Daemon {
             record.notBefore = nil
             record.pid = nil
             record.pidStart = nil
-            try store.save(record)
+            try store.save(record, sync: false)   // the save with the pid, below, is the durable one
             var environment = Sys.currentEnvironment().filter {
                 !$0.hasPrefix("NOTIFY_SOCKET=") && !$0.hasPrefix("WATCHDOG_") && !$0.hasPrefix("SEMPLESD_CRASH_AT=")
                     && !$0.hasPrefix("SEMPLES_THREADS=") && !$0.hasPrefix("SEMPLES_JOB_ID=") && !$0.hasPrefix("SEMPLES_ATTEMPT=")
             }
-            environment += ["SEMPLES_THREADS=\(config.engineThreads)", "SEMPLES_JOB_ID=\(record.id)", "SEMPLES_ATTEMPT=\(attempt)"]
+            environment += ["SEMPLES_JOB_ID=\(record.id)", "SEMPLES_ATTEMPT=\(attempt)"]
+            if config.engineThreads > 0 { environment.append("SEMPLES_THREADS=\(config.engineThreads)") }   // 0: the job's default (all cores)
             let child = try Sys.spawn(arguments, environment: environment, outputFD: fd)
             let job = Active(id: record.id, pid: child, ticket: ticket, logName: logName, attempt: attempt)
             active[record.id] = job
@@ -279,12 +280,21 @@ extension Daemon {
         for file in ((try? Sys.list(layout.claimed)) ?? []) where !file.hasPrefix(".") {
             let parts = file.split(separator: "@", maxSplits: 4, omittingEmptySubsequences: false)
             guard parts.count == 5, let owner = Int32(parts[2]), let start = UInt64(parts[3]) else { continue }
+            // This daemon's own claimed files are left over from an accept that failed: retry it.
             let mine = String(parts[1]) == host && owner == pid && start == startTicks
-            guard !mine, String(parts[1]) == host, Sys.processStartTime(owner) != start else { continue }
+            if mine { accept(file: file); continue }
+            guard String(parts[1]) == host, Sys.processStartTime(owner) != start else { continue }
             let adopted = "\(parts[0])@\(ownerTag)@\(parts[4])"
             guard (try? Sys.rename(layout.claimed + "/" + file, layout.claimed + "/" + adopted)) == true else { continue }
             log.notice("finishing the intake of '\(parts[4])' interrupted by a stopped daemon")
             accept(file: adopted)
+        }
+        // Status files of daemons on this host that are gone.
+        for file in ((try? Sys.list(layout.daemons)) ?? []) where file.hasSuffix(".json") {
+            let parts = file.dropLast(5).split(separator: "@")
+            guard parts.count == 3, String(parts[0]) == host, let owner = Int32(parts[1]), let start = UInt64(parts[2]),
+                  Sys.processStartTime(owner) != start else { continue }
+            Sys.remove(layout.daemons + "/" + file)
         }
         if startup { reconcileTickets() }
     }

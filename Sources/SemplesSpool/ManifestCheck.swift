@@ -1,4 +1,5 @@
 import Foundation
+import SemplesManifest
 import Yams
 
 /// Why a manifest was refused: names the file, the key when there is one, and what to do.
@@ -14,14 +15,17 @@ public struct ManifestProblem: Error, CustomStringConvertible {
 public struct ManifestSummary {
     /// The `job:` kind (cam, evaluate, train, pipeline …).
     public var job: String
+    /// The parsed manifest, paths absolute.
+    public var manifest: Manifest
 }
 
 /// Manifest validation for the spool, behind one function so the spool's checks and the job
 /// runner's `semples run` agree on what is valid.
 public enum ManifestCheck {
-    /// Checks the bytes of a manifest submitted under `name`: size, UTF-8, YAML or JSON syntax, a
-    /// top-level mapping with a `job:` string.
-    public static func validate(bytes: [UInt8], name: String, limit: Int = 1 << 20) throws -> ManifestSummary {
+    /// Checks the bytes of a manifest submitted under `name`: size, UTF-8, then the job's own
+    /// validation (`Manifest.parse`). With `folder`, relative paths are resolved there and every
+    /// named file must exist; without, files are not checked.
+    public static func validate(bytes: [UInt8], name: String, folder: String? = nil, limit: Int = 1 << 20) throws -> ManifestSummary {
         if bytes.count > limit {
             throw ManifestProblem(kind: .content, file: name,
                                   detail: "file is \(bytes.count) bytes, more than the limit of \(limit) bytes; a manifest names its data, it does not contain it")
@@ -30,25 +34,51 @@ public enum ManifestCheck {
             let offset = firstInvalidUTF8(bytes)
             throw ManifestProblem(kind: .syntax, file: name, detail: "not valid UTF-8 (byte offset \(offset)); save it as UTF-8 text")
         }
-        let node: Any?
-        do { node = try Yams.load(yaml: text) } catch {
-            throw ManifestProblem(kind: .syntax, file: name, detail: "not valid YAML or JSON: \(error)")
+        // The job's own validation: keys, types, and that every named file exists. Relative paths
+        // are taken from `folder` (where the manifest was submitted).
+        do {
+            let manifest = try Manifest.parse(text, file: folder.map { joinPath($0, name) } ?? name, checkFiles: folder != nil)
+            return ManifestSummary(job: manifest.job.rawValue, manifest: manifest)
+        } catch let e as ManifestError {
+            let syntax = e.key == nil && (e.problem.hasPrefix("not valid YAML") || e.problem.hasPrefix("expected a mapping"))
+            throw ManifestProblem(kind: syntax ? .syntax : .content, file: name,
+                                  detail: e.key.map { "key '\($0)': \(e.problem)" } ?? e.problem)
         }
-        guard let map = node as? [String: Any] else {
-            throw ManifestProblem(kind: .syntax, file: name, detail: "expected a mapping of keys at the top level (job: cam, …), found \(node.map { "\(type(of: $0))" } ?? "an empty document")")
-        }
-        guard let job = map["job"] else {
-            throw ManifestProblem(kind: .content, file: name, detail: "missing key 'job' (the kind of job: cam, evaluate, train or pipeline)")
-        }
-        guard let kind = job as? String, !kind.isEmpty else {
-            throw ManifestProblem(kind: .content, file: name, detail: "key 'job': expected a string such as cam or evaluate, found '\(job)'")
-        }
-        return ManifestSummary(job: kind)
     }
+
+    /// The manifest text with every relative path the job resolved made absolute, so it runs the
+    /// same from wherever the daemon keeps it. Unchanged bytes when nothing was relative.
+    public static func resolvingPaths(_ bytes: [UInt8], manifest: Manifest) -> [UInt8] {
+        guard let text = String(validating: bytes, as: UTF8.self),
+              var map = (try? Yams.load(yaml: text)) as? [String: Any] else { return bytes }
+        var resolved: [String: String] = [:]
+        for child in Mirror(reflecting: manifest).children {
+            guard let label = child.label else { continue }
+            if let s = child.value as? String { resolved[label] = s }
+            else if let o = child.value as? String?, let s = o { resolved[label] = s }
+        }
+        var changed = false
+        for (key, value) in map {
+            guard let raw = value as? String, !raw.hasPrefix("/"), let full = resolved[camelCase(key)],
+                  full != raw, full.hasPrefix("/") else { continue }
+            map[key] = full
+            changed = true
+        }
+        guard changed, let dumped = try? Yams.dump(object: map, sortKeys: true) else { return bytes }
+        return Array(("# paths made absolute by semples\n" + dumped).utf8)
+    }
+
+    static func camelCase(_ key: String) -> String {
+        let parts = key.split(separator: "_")
+        guard let first = parts.first else { return key }
+        return String(first) + parts.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
+    }
+
 
     /// Validates a file on disk, refusing symbolic links and files over `limit` before reading them.
     /// `name` is how the file is named in messages (default: its base name).
-    public static func validate(path: String, name displayName: String? = nil, limit: Int = 1 << 20) throws -> ManifestSummary {
+    /// `folder` is where relative paths are taken from (default: the file's own folder).
+    public static func validate(path: String, name displayName: String? = nil, folder: String? = nil, limit: Int = 1 << 20) throws -> ManifestSummary {
         let name = displayName ?? baseName(path)
         guard let info = Sys.info(path) else {
             throw ManifestProblem(kind: .unreadable, file: path, detail: "no such file")
@@ -65,7 +95,7 @@ public enum ManifestCheck {
         do { bytes = try Sys.read(path, limit: limit) } catch {
             throw ManifestProblem(kind: .unreadable, file: name, detail: "\(error)")
         }
-        return try validate(bytes: bytes, name: name, limit: limit)
+        return try validate(bytes: bytes, name: name, folder: folder ?? directoryName(absolutePath(path, relativeTo: Sys.currentDirectory())), limit: limit)
     }
 
     /// The offset of the first byte that does not start a valid UTF-8 sequence.

@@ -5,13 +5,16 @@ import Glibc
 ///
 /// Protocol (every step is one rename or one atomically written file, so a crash between any two
 /// steps leaves each job exactly once):
-///  1. A complete file `incoming/NAME` is claimed by renaming it to `.state/claimed/ID@NAME`;
-///     of two daemons racing for it, one rename succeeds and the other sees ENOENT.
+///  1. A complete file `incoming/NAME` is claimed by renaming it to
+///     `.state/claimed/ID@HOST@PID@START@NAME` (the owner follows the ID, which was reserved by
+///     creating `.state/ids/ID` exclusively); of two daemons racing for the file, one rename
+///     succeeds and the other sees ENOENT.
 ///  2. The claimed manifest is validated. Invalid: `rejected/NAME.error.txt` is written, then the
-///     file is renamed to `rejected/NAME`. Valid: the outbox folder and its manifest copy are made,
-///     the record `.state/jobs/ID.json` is written (fsync, rename, fsync dir), the ticket
-///     `.state/queue/ID` is created, and the claimed file is renamed to `.state/manifests/ID.EXT`.
-///     A daemon starting up finishes whatever claimed files it finds from the step they reached.
+///     file is renamed to `rejected/NAME`. Valid: the outbox folder and its manifest copy, the
+///     manifest the job runs (`.state/manifests/ID.EXT`), the record `.state/jobs/ID.json` and the
+///     ticket `.state/queue/ID` are written, each atomically (temporary name, rename); then one
+///     syncfs makes the whole batch durable, and only then are the claimed files removed. A daemon
+///     starting up finishes whatever claimed files it finds from the step they reached.
 ///  3. The ticket's folder says who may act on the job: `queue/ID` (waiting or waiting to retry),
 ///     `held/ID`, `running/ID@HOST@PID@START` (owned by that daemon). Moving a ticket is a rename,
 ///     so two daemons never start, cancel or hold the same job at once; the mover then rewrites
@@ -35,6 +38,8 @@ public struct SpoolLayout {
     public var manifests: String { state + "/manifests" }
     public var cancels: String { state + "/cancel" }
     public var daemons: String { state + "/daemons" }
+    /// One empty file per job ID ever issued: the reservation that keeps IDs unique.
+    public var ids: String { state + "/ids" }
     public var journal: String { state + "/journal.jsonl" }
 
     public func record(_ id: String) -> String { jobs + "/" + id + ".json" }
@@ -42,7 +47,7 @@ public struct SpoolLayout {
     /// Creates every folder (the daemon's start-up; the CLI never creates a spool).
     public func create() throws {
         for folder in [incoming, outbox, rejected, control] { try Sys.makeDirectories(folder, mode: 0o775) }
-        for folder in [claimed, queue, running, held, jobs, manifests, cancels, daemons] {
+        for folder in [claimed, queue, running, held, jobs, manifests, cancels, daemons, ids] {
             try Sys.makeDirectories(folder, mode: 0o755)
         }
     }
@@ -122,11 +127,11 @@ public struct JobStore {
     }
 
     /// Persists a record atomically (fsync file, rename, fsync folder).
-    public func save(_ record: JobRecord) throws {
+    public func save(_ record: JobRecord, sync: Bool = true) throws {
         var r = record
         r.updated = Sys.now()
         let data = try Self.encoder.encode(r)
-        try Sys.writeAtomically([UInt8](data), to: layout.record(record.id), mode: 0o644)
+        try Sys.writeAtomically([UInt8](data), to: layout.record(record.id), mode: 0o644, sync: sync)
     }
 
     public func allIDs() -> [String] {
@@ -136,9 +141,9 @@ public struct JobStore {
 
     public func all() -> [JobRecord] { allIDs().compactMap { load($0) } }
 
-    public func appendJournal(_ entry: JournalEntry) {
+    public func appendJournal(_ entry: JournalEntry, sync: Bool = true) {
         guard let data = try? Self.encoder.encode(entry) else { return }
-        try? Sys.appendLine(String(decoding: data, as: UTF8.self), to: layout.journal)
+        try? Sys.appendLine(String(decoding: data, as: UTF8.self), to: layout.journal, sync: sync)
     }
 
     public func journal(for id: String) -> [JournalEntry] {
@@ -213,12 +218,14 @@ public func fingerprint(_ bytes: [UInt8]) -> String {
     return String(h, radix: 16)
 }
 
-/// A new job ID: UTC date and time plus 24 random bits, e.g. 261126-130102-3fa9c2.
+/// A new job ID: UTC date and time, then 24 bits (the millisecond in the top 10, 14 random bits),
+/// e.g. 261126-130102-3fa9c2. IDs sort in submission order, which is the queue's order.
 public func newJobID(now: Double = Sys.now()) -> String {
     var t = time_t(now)
     var parts = tm()
     gmtime_r(&t, &parts)
-    let r = UInt32.random(in: 0..<(1 << 24))
+    let millisecond = UInt32(max(0, min(999, (now - Double(Int(now))) * 1000)))
+    let r = millisecond << 14 | UInt32.random(in: 0..<(1 << 14))
     func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
     let hex = String(r, radix: 16)
     return two((parts.tm_year + 1900) % 100) + two(parts.tm_mon + 1) + two(parts.tm_mday) + "-"

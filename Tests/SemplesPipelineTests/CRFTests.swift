@@ -139,9 +139,29 @@ final class CRFBenchmarkTests: XCTestCase {
             }
         }
         let start = Date()
+        let cpuStart = clock()
         let out = DenseCRF.refine(labels: labels, labelCount: labelCount, image: image, width: w, height: h, parameters: .voc)
         let seconds = Date().timeIntervalSince(start)
+        let cpu = Double(clock() - cpuStart) / Double(CLOCKS_PER_SEC)
         XCTAssertEqual(out.count, w * h)
-        print("dense CRF 500×375, 3 labels, 10 iterations: \(String(format: "%.3f", seconds)) s")
+        print("dense CRF 500×375, 3 labels, 10 iterations: \(String(format: "%.3f", seconds)) s wall, \(String(format: "%.3f", cpu)) s CPU")
+        // Phases: lattice construction and one filtering pass of each kernel.
+        var t0 = Date()
+        let bilateral = NormalizedKernel(features: DenseCRF.bilateralFeatures(image: image, width: w, height: h, sxy: 83, srgb: 5),
+                                         dimension: 5, count: w * h)
+        let build5 = Date().timeIntervalSince(t0)
+        t0 = Date()
+        let gaussian = NormalizedKernel(features: DenseCRF.positionFeatures(width: w, height: h, sxy: 4), dimension: 2, count: w * h)
+        let build2 = Date().timeIntervalSince(t0)
+        let q = [Float](repeating: 0.3, count: w * h * labelCount)
+        var filtered = [Float](repeating: 0, count: w * h * labelCount)
+        t0 = Date()
+        q.withUnsafeBufferPointer { x in filtered.withUnsafeMutableBufferPointer { bilateral.apply(x.baseAddress!, into: $0.baseAddress!, valueSize: labelCount) } }
+        let filter5 = Date().timeIntervalSince(t0)
+        t0 = Date()
+        q.withUnsafeBufferPointer { x in filtered.withUnsafeMutableBufferPointer { gaussian.apply(x.baseAddress!, into: $0.baseAddress!, valueSize: labelCount) } }
+        let filter2 = Date().timeIntervalSince(t0)
+        print(String(format: "  bilateral lattice %.3f s (%d vertices), Gaussian lattice %.3f s (%d vertices), filter %.4f / %.4f s",
+                     build5, bilateral.lattice.vertexCount, build2, gaussian.lattice.vertexCount, filter5, filter2))
     }
 }

@@ -57,6 +57,16 @@ final class EvaluationTests: XCTestCase {
         }
         XCTAssertEqual(fixed.metrics().bestMeanIoU, expected["fixed_mean_iou"] as! Double, accuracy: 1e-6)
         XCTAssertEqual(fixed.metrics().mode, "fixed")
+
+        // Two workers' evaluators merged give the single evaluator's report.
+        var workers = [CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: end)),
+                       CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: end))]
+        for (j, image) in images.enumerated() {
+            try workers[j % 2].add(cams: image.cams, groundTruth: image.groundTruth, height: image.height,
+                                   width: image.width, source: image.id)
+        }
+        workers[0].merge(workers[1])
+        XCTAssertEqual(workers[0].metrics(), metrics)
     }
 
     func testSweepMatchesReferenceVOC() throws { try checkSweep("voc", labelSet: .voc) }
@@ -198,5 +208,107 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(LabelSet.voc.classNames[15], "person")
         XCTAssertEqual(LabelSet.coco.classNames[1], "person")
         XCTAssertEqual(LabelSet.coco.classNames[90], "toothbrush")
+    }
+
+    /// Threshold-at-a-time passes driven by ThresholdWalk give the one-pass curve's report.
+    func testThresholdWalkMatchesOnePassCurve() throws {
+        let (images, _) = try EvaluationFixtures.sweepImages("voc")
+        var curve = CAMEvaluator(dataSet: .voc, mode: .curve(start: 35, end: 60))
+        for image in images {
+            try curve.add(cams: image.cams, groundTruth: image.groundTruth, height: image.height, width: image.width, source: image.id)
+        }
+        var walk = ThresholdWalk(start: 35)
+        var passes = 0
+        while let t = walk.next {
+            var pass = CAMEvaluator(dataSet: .voc, mode: .fixed(threshold: t))
+            for image in images {
+                try pass.add(cams: image.cams, groundTruth: image.groundTruth, height: image.height, width: image.width, source: image.id)
+            }
+            walk.record(pass.fixedCounts, dataSet: .voc)
+            passes += 1
+        }
+        XCTAssertEqual(passes, curve.metrics().curve.count)
+        XCTAssertEqual(walk.metrics(dataSet: .voc, crf: false, imageCount: images.count), curve.metrics())
+        XCTAssertEqual(curve.metrics().summary["best_threshold"], 0.44)
+    }
+
+    /// A curve with CRF in one evaluator (CRF at every threshold) reports what per-threshold
+    /// passes with the greedy stop report.
+    func testCurveWithCRFMatchesThresholdWalk() throws {
+        let (images, _) = try EvaluationFixtures.sweepImages("coco")
+        let subset = Array(images.prefix(2))
+        let rgb = subset.map { image in
+            (0..<(image.height * image.width * 3)).map { i -> UInt8 in
+                let g = image.groundTruth[i / 3]
+                return (g == 0 || g == 255 ? 50 : UInt8(90 + 25 * Int(g % 6))) &+ UInt8((i * 11) % 23)
+            }
+        }
+        var curve = CAMEvaluator(dataSet: .coco, mode: .curve(start: 36, end: 48), crf: .coco)
+        for (image, pixels) in zip(subset, rgb) {
+            let returned = try curve.add(cams: image.cams, groundTruth: image.groundTruth, height: image.height,
+                                         width: image.width, image: pixels, source: image.id)
+            XCTAssertNil(returned)
+        }
+        var walk = ThresholdWalk(start: 36, end: 48)
+        while let t = walk.next {
+            var pass = CAMEvaluator(dataSet: .coco, mode: .fixed(threshold: t), crf: .coco)
+            for (image, pixels) in zip(subset, rgb) {
+                try pass.add(cams: image.cams, groundTruth: image.groundTruth, height: image.height,
+                             width: image.width, image: pixels, source: image.id)
+            }
+            walk.record(pass.fixedCounts, dataSet: .coco)
+        }
+        let metrics = curve.metrics()
+        XCTAssertEqual(metrics, walk.metrics(dataSet: .coco, crf: true, imageCount: subset.count))
+        XCTAssertTrue(metrics.crf)
+        XCTAssertEqual(metrics.mode, "curve")
+    }
+
+    /// A curve starting at or after its end evaluates nothing and reports 0 and 0, as the reference.
+    func testEmptyCurve() throws {
+        var evaluator = CAMEvaluator(dataSet: .voc, mode: .curve(start: 75, end: 60))
+        try evaluator.add(cams: [0: Tensor([1, 2], values: [0.9, 0.1])], groundTruth: [1, 0], height: 1, width: 2, source: "e")
+        let metrics = evaluator.metrics()
+        XCTAssertEqual(metrics.bestThreshold, 0)
+        XCTAssertEqual(metrics.bestMeanIoU, 0)
+        XCTAssertTrue(metrics.curve.isEmpty)
+        XCTAssertNoThrow(try metrics.jsonData())
+        XCTAssertNoThrow(metrics.meanIoUChart().render())
+        // A fixed threshold over an image whose pixels are all ignored: mIoU reported as 0, not NaN.
+        var ignored = CAMEvaluator(dataSet: .voc, mode: .fixed(threshold: 0.4))
+        try ignored.add(cams: [:], groundTruth: [255, 255], height: 1, width: 2, source: "i")
+        XCTAssertEqual(ignored.metrics().bestMeanIoU, 0)
+        XCTAssertNoThrow(try ignored.metrics().jsonData())
+    }
+
+    /// With CRF, the fixed-threshold prediction is the CRF of the argmax indices mapped to labels.
+    func testFixedThresholdWithCRF() throws {
+        let (images, _) = try EvaluationFixtures.sweepImages("coco")
+        let image = images[0]
+        var rgb = [UInt8](repeating: 0, count: image.height * image.width * 3)
+        let stack = try CAMStack(image.cams, source: image.id)
+        let plain = stack.labels(threshold: 0.42)
+        for i in 0..<(image.height * image.width) {
+            // Colours follow the ground truth, which the thresholded CAM only roughly matches.
+            let g = image.groundTruth[i]
+            let v: UInt8 = g == 0 || g == 255 ? 40 : UInt8(100 + 30 * Int(g % 5))
+            for c in 0..<3 { rgb[i * 3 + c] = v &+ UInt8((i * 7 + c * 13) % 17) }
+        }
+        var evaluator = CAMEvaluator(dataSet: .coco, mode: .fixed(threshold: 0.42), crf: .coco)
+        let gt = Image8(width: image.width, height: image.height, channels: 1, pixels: image.groundTruth)
+        let rgbImage = Image8(width: image.width, height: image.height, channels: 3, pixels: rgb)
+        let prediction = try evaluator.add(cams: image.cams, groundTruth: gt, image: rgbImage, source: image.id)!
+        var indices = [UInt8](repeating: 0, count: plain.count)
+        indices.withUnsafeMutableBufferPointer { stack.argmaxIndices(threshold: 0.42, into: $0) }
+        let refined = DenseCRF.refine(labels: indices, labelCount: stack.stackCount, image: rgb,
+                                      width: image.width, height: image.height, parameters: .coco)
+        XCTAssertEqual(prediction, refined.map { stack.labelLookup[Int($0)] })
+        let changed = zip(prediction, plain).filter { $0 != $1 }.count
+        XCTAssertGreaterThan(changed, 0, "the CRF should change some pixels")
+        XCTAssertTrue(evaluator.metrics().crf)
+        // A three-channel ground truth or a mis-sized image is refused.
+        XCTAssertThrowsError(try evaluator.add(cams: image.cams, groundTruth: rgbImage, image: rgbImage, source: "x"))
+        let small = Image8(width: 2, height: 2, channels: 3, pixels: [UInt8](repeating: 0, count: 12))
+        XCTAssertThrowsError(try evaluator.add(cams: image.cams, groundTruth: gt, image: small, source: "x"))
     }
 }

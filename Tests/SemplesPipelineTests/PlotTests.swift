@@ -1,4 +1,5 @@
 import Foundation
+import SemplesEngine
 import SemplesFormats
 @testable import SemplesPipeline
 import XCTest
@@ -100,6 +101,20 @@ final class PlotTests: XCTestCase {
         XCTAssertTrue(canvas.pixels.contains(200), "annotation colour drawn")
         if let dir = ProcessInfo.processInfo.environment["SEMPLES_PLOT_DIR"] {
             try chart.writePNG(to: dir + "/miou-curve.png")
+        }
+    }
+
+    /// A fixed-threshold report has one point; its chart still gets a sensible x range.
+    func testSinglePointChart() throws {
+        var evaluator = CAMEvaluator(dataSet: .coco, mode: .fixed(threshold: 0.42))
+        try evaluator.add(cams: [0: Tensor([1, 3], values: [0.9, 0.1, 0.5])], groundTruth: [1, 0, 0], height: 1, width: 3, source: "p")
+        let chart = evaluator.metrics().meanIoUChart()
+        XCTAssertEqual(chart.xRange!.lowerBound, 0.37, accuracy: 1e-12)
+        let canvas = chart.render()
+        XCTAssertEqual(chart.annotations.first?.text, "t=0.42  50.00%")
+        XCTAssertTrue(canvas.pixels.contains(200), "the marked point is drawn")
+        if let dir = ProcessInfo.processInfo.environment["SEMPLES_PLOT_DIR"] {
+            try chart.writePNG(to: dir + "/single-point.png")
         }
     }
 }

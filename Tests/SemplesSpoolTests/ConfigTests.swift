@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import XCTest
 @testable import SemplesSpool
 
@@ -10,7 +11,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.concurrentJobs, 1)
         XCTAssertEqual(c.watch, .auto)
         XCTAssertEqual(c.retryMaxAttempts, 3)
-        XCTAssertTrue(c.resolvedJobCommand().last == "run")
+        XCTAssertEqual(Array(c.resolvedJobCommand().dropFirst()), ["run", "--log-file", "-"])
     }
 
     func testEveryKeyIsReadAndRelativePathsFollowTheFile() throws {
@@ -100,8 +101,13 @@ final class ConfigTests: XCTestCase {
         let id = newJobID(now: 1_795_000_000)
         XCTAssertTrue(id.hasPrefix("261118-"), id)
         XCTAssertEqual(id.count, 20)
-        let ids = Set((0..<2000).map { _ in newJobID() })
-        XCTAssertGreaterThan(ids.count, 1990)
+        // Distinct milliseconds give distinct IDs (within one millisecond the daemon's reservation
+        // in .state/ids settles clashes of the random bits).
+        let ids = (0..<2000).map { newJobID(now: 1_795_000_000 + Double($0) * 0.001 + 0.0002) }
+        XCTAssertEqual(Set(ids).count, 2000)
+        XCTAssertEqual(ids, ids.sorted())
+        let earlier = newJobID(now: 1_795_000_000.120), later = newJobID(now: 1_795_000_000.121)
+        XCTAssertLessThan(earlier, later, "IDs within one second sort by time")
         let t = RunningTicket(file: RunningTicket.name(id: id, host: "node-1", pid: 42, start: 99))
         XCTAssertEqual(t?.id, id)
         XCTAssertEqual(t?.host, "node-1")
@@ -114,22 +120,47 @@ final class ConfigTests: XCTestCase {
 
 final class ManifestCheckTests: XCTestCase {
     func testValidManifests() throws {
-        XCTAssertEqual(try ManifestCheck.validate(bytes: Array("job: cam\nimages: [a]\n".utf8), name: "a.yaml").job, "cam")
-        XCTAssertEqual(try ManifestCheck.validate(bytes: Array("{\"job\": \"evaluate\"}".utf8), name: "a.json").job, "evaluate")
+        let cam = "job: cam\ndata_path: /d\nimg_list: /d/train.txt\nresume: /m.pth\n"
+        XCTAssertEqual(try ManifestCheck.validate(bytes: Array(cam.utf8), name: "a.yaml").job, "cam")
+        let evaluate = "{\"job\": \"evaluate\", \"data_path\": \"/d\", \"img_list\": \"/d/val.txt\", \"predict_dir\": \"/p\"}"
+        XCTAssertEqual(try ManifestCheck.validate(bytes: Array(evaluate.utf8), name: "a.json").job, "evaluate")
+    }
+
+    func testRelativePathsAreResolvedWhereTheManifestWasSubmitted() throws {
+        let folder = NSTemporaryDirectory() + "semples-manifest-\(getpid())"
+        try Sys.makeDirectories(folder + "/jobs")
+        try Sys.makeDirectories(folder + "/data")
+        defer { _ = try? FileManager.default.removeItem(atPath: folder) }
+        try Sys.writeAtomically("a\n", to: folder + "/data/train.txt")
+        try Sys.writeAtomically("w", to: folder + "/model.pth")
+        let text = "job: cam\nname: keep me\ndata_path: ../data\nimg_list: ../data/train.txt\nresume: " + folder + "/model.pth\nscales: [1.0]\n"
+        let summary = try ManifestCheck.validate(bytes: Array(text.utf8), name: "j.yaml", folder: folder + "/jobs")
+        let resolved = String(decoding: ManifestCheck.resolvingPaths(Array(text.utf8), manifest: summary.manifest), as: UTF8.self)
+        XCTAssertTrue(resolved.contains("data_path: " + folder + "/data\n"), resolved)
+        XCTAssertTrue(resolved.contains("img_list: " + folder + "/data/train.txt\n"), resolved)
+        XCTAssertTrue(resolved.contains("name: keep me"), resolved)
+        // The rewritten text is still valid, from anywhere.
+        XCTAssertEqual(try ManifestCheck.validate(bytes: Array(resolved.utf8), name: "j.yaml", folder: "/").manifest.dataPath, folder + "/data")
+        XCTAssertThrowsError(try ManifestCheck.validate(bytes: Array(text.utf8), name: "j.yaml", folder: "/")) { error in
+            XCTAssertTrue("\(error)".contains("key 'data_path'"), "\(error)")
+        }
+        let absolute = Array(resolved.utf8)
+        XCTAssertEqual(ManifestCheck.resolvingPaths(absolute, manifest: summary.manifest), absolute, "nothing left to resolve")
     }
 
     func testProblemsAreNamed() {
         let cases: [([UInt8], ManifestProblem.Kind, String)] = [
             (Array("job: [\n".utf8), .syntax, "not valid YAML"),
             ([0x6a, 0x6f, 0x62, 0x3a, 0x20, 0xff, 0x0a], .syntax, "byte offset 5"),
-            (Array("items: 2\n".utf8), .content, "missing key 'job'"),
+            (Array("items: 2\n".utf8), .content, "key 'job'"),
             (Array("job: 3\n".utf8), .content, "key 'job'"),
+            (Array("job: cam\nbogus: 1\n".utf8), .content, "key 'bogus'"),
             (Array("- 1\n".utf8), .syntax, "mapping"),
-            (Array("".utf8), .syntax, "empty document"),
-            ([UInt8](repeating: 0x20, count: 100), .content, "limit of 50 bytes"),
+            (Array("".utf8), .syntax, "mapping"),
+            ([UInt8](repeating: 0x20, count: 100), .content, "limit of 64 bytes"),
         ]
         for (bytes, kind, expected) in cases {
-            XCTAssertThrowsError(try ManifestCheck.validate(bytes: bytes, name: "m.yaml", limit: 50)) { error in
+            XCTAssertThrowsError(try ManifestCheck.validate(bytes: bytes, name: "m.yaml", limit: 64)) { error in
                 guard let p = error as? ManifestProblem else { return XCTFail("\(error)") }
                 XCTAssertEqual(p.kind, kind, "\(p)")
                 XCTAssertTrue(p.description.contains(expected), "\(p)")

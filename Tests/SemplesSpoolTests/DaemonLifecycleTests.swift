@@ -8,9 +8,10 @@ final class DaemonLifecycleTests: XCTestCase {
     func testCancelRunningJobByCLIAndQueuedJobByFile() throws {
         let h = try SpoolHarness()
         try h.start()
-        try h.drop("long.yaml", "job: cam\nitems: 200\nitem_s: 0.1\n")
-        try h.drop("next.yaml", "job: cam\n")
+        try h.drop("long.yaml", h.manifest("items=200 item_s=0.1"))
         let running = try h.waitForState("long.yaml", .running)
+        try h.drop("next.yaml", h.manifest())
+        _ = try h.waitForState("next.yaml", .queued)
         try h.wait("progress", timeout: 10) { Sys.exists(h.outbox(running) + "/progress.json") }
         let (statusCode, statusText, _) = try h.cli(["status"])
         XCTAssertEqual(statusCode, 0)
@@ -39,7 +40,7 @@ final class DaemonLifecycleTests: XCTestCase {
     func testSIGTERMRequeuesRunningJobAndRestartResumesIt() throws {
         let h = try SpoolHarness()
         try h.start()
-        try h.drop("resume me.yaml", "job: cam\nitems: 12\nitem_s: 0.15\n")
+        try h.drop("resume me.yaml", h.manifest("items=12 item_s=0.15"))
         let r = try h.waitForState("resume me.yaml", .running)
         try h.wait("three items", timeout: 10) { Sys.exists(h.outbox(r) + "/item-3.txt") }
         XCTAssertEqual(try h.stop(), 0, "exits cleanly within the stop timeout")
@@ -68,7 +69,7 @@ final class DaemonLifecycleTests: XCTestCase {
         for step in ["claimed", "outbox", "record", "ticket", "started", "result"] {
             let h = try SpoolHarness()
             let p = try h.start(environment: ["SEMPLESD_CRASH_AT": step])
-            try h.drop("crash \(step).yaml", "job: cam\nitems: 2\n")
+            try h.drop("crash \(step).yaml", h.manifest("items=2"))
             try h.wait("daemon killed at '\(step)'", timeout: 20) { !p.isRunning }
             XCTAssertEqual(p.terminationReason, .uncaughtSignal, step)
             h.daemon = nil
@@ -79,8 +80,15 @@ final class DaemonLifecycleTests: XCTestCase {
             XCTAssertEqual(try Sys.list(h.layout.claimed), [], step)
             XCTAssertEqual(try Sys.list(h.layout.running), [], step)
             let runs = try Sys.readString(h.outbox(r) + "/runs.txt").split(separator: "\n")
-            // A crash after the start leaves the attempt interrupted: it is run again and finishes.
-            XCTAssertEqual(runs.count, step == "started" ? 2 : step == "result" ? 1 : 1, step)
+            if step == "started" {
+                // A crash just after the start leaves the attempt interrupted (its orphan is stopped,
+                // possibly before it wrote a line): it runs again and finishes.
+                XCTAssertTrue((1...2).contains(runs.count), "\(step): \(runs)")
+                XCTAssertEqual(r.attempts, 2, step)
+            } else {
+                XCTAssertEqual(runs.count, 1, step)
+                XCTAssertEqual(r.attempts, 1, step)
+            }
             XCTAssertTrue(Sys.exists(h.outbox(r) + "/result.json"), step)
             XCTAssertEqual(try h.stop(), 0)
         }
@@ -89,7 +97,7 @@ final class DaemonLifecycleTests: XCTestCase {
     func testKilledWhileJobRunsIsRetriedAndOrphanStopped() throws {
         let h = try SpoolHarness()
         try h.start()
-        try h.drop("orphan.yaml", "job: cam\nitems: 40\nitem_s: 0.1\n")
+        try h.drop("orphan.yaml", h.manifest("items=40 item_s=0.1"))
         let r = try h.waitForState("orphan.yaml", .running)
         try h.wait("two items", timeout: 10) { Sys.exists(h.outbox(r) + "/item-2.txt") }
         try h.killHard()
@@ -107,9 +115,9 @@ final class DaemonLifecycleTests: XCTestCase {
     func testRetriesWithBackoffButNeverForABadManifest() throws {
         let h = try SpoolHarness(["retry": "{max_attempts: 3, backoff_s: 0.3, backoff_factor: 2}"])
         try h.start()
-        try h.drop("flaky.yaml", "job: cam\nfail_before_attempt: 3\n")
-        try h.drop("refused.yaml", "job: cam\nexit_code: 2\n")
-        try h.drop("broken.yaml", "job: cam\nexit_code: 7\n")
+        try h.drop("flaky.yaml", h.manifest("fail_before_attempt=3"))
+        try h.drop("refused.yaml", h.manifest("exit_code=2"))
+        try h.drop("broken.yaml", h.manifest("exit_code=7"))
         let flaky = try h.waitForState("flaky.yaml", .succeeded)
         XCTAssertEqual(flaky.attempts, 3)
         for n in ["log.txt", "log-2.txt", "log-3.txt"] { XCTAssertTrue(Sys.exists(h.outbox(flaky) + "/" + n), n) }
@@ -136,9 +144,9 @@ final class DaemonLifecycleTests: XCTestCase {
     func testHoldReleaseAndShow() throws {
         let h = try SpoolHarness()
         try h.start()
-        try h.drop("blocker.yaml", "job: cam\nitems: 100\nitem_s: 0.05\n")
+        try h.drop("blocker.yaml", h.manifest("items=100 item_s=0.05"))
         _ = try h.waitForState("blocker.yaml", .running)
-        try h.drop("held.yaml", "job: cam\n")
+        try h.drop("held.yaml", h.manifest())
         let queued = try h.waitForState("held.yaml", .queued)
         var (code, out, err) = try h.cli(["hold", "held.yaml", "--json"])
         XCTAssertEqual(code, 0, out + err)
@@ -169,7 +177,7 @@ final class DaemonLifecycleTests: XCTestCase {
     func testReloadRefusesBadConfigAndDiskFloorHoldsIntake() throws {
         let h = try SpoolHarness(["min_free_disk_mb": "1000000000"])
         try h.start()
-        try h.drop("waits.yaml", "job: cam\n")
+        try h.drop("waits.yaml", h.manifest())
         try h.wait("hold reported", timeout: 10) { SpoolReader(root: h.spool).liveDaemons().first?.hold != nil }
         Sys.sleep(0.8)
         XCTAssertTrue(Sys.exists(h.layout.incoming + "/waits.yaml"), "nothing is taken while the disk is low")
@@ -188,6 +196,12 @@ final class DaemonLifecycleTests: XCTestCase {
         h.signal(SIGHUP)
         _ = try h.waitForState("waits.yaml", .succeeded)
         XCTAssertNil(SpoolReader(root: h.spool).liveDaemons().first?.hold)
+        // A reload can switch the watcher.
+        try SpoolHarness.rewrite(h, ["min_free_disk_mb": "0", "watch": "poll"])
+        h.signal(SIGHUP)
+        try h.wait("polling", timeout: 10) { SpoolReader(root: h.spool).liveDaemons().first?.watch == "poll" }
+        try Sys.writeAtomically(h.manifest(), to: h.layout.incoming + "/polled.yaml")
+        _ = try h.waitForState("polled.yaml", .succeeded)
         XCTAssertEqual(try h.stop(), 0)
     }
 
@@ -195,7 +209,7 @@ final class DaemonLifecycleTests: XCTestCase {
         let h = try SpoolHarness()
         let listener = try NotifyListener(path: h.root + "/notify.sock")
         try h.start(environment: ["NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "300000"])
-        try h.drop("n.yaml", "job: cam\n")
+        try h.drop("n.yaml", h.manifest())
         _ = try h.waitForState("n.yaml", .succeeded)
         try h.wait("watchdog", timeout: 5) { listener.collect().contains("WATCHDOG=1") }
         XCTAssertEqual(try h.stop(), 0)
@@ -228,9 +242,11 @@ extension SpoolHarness {
 final class ClientCommandTests: XCTestCase {
     func testSubmitAndValidate() throws {
         let h = try SpoolHarness()
-        let good = h.root + "/my job.yaml"
         let bad = h.root + "/bad.yaml"
-        try Sys.writeAtomically("job: cam\nitems: 1\n", to: good)
+        // Relative paths: taken from the manifest's own folder by submit.
+        try Sys.makeDirectories(h.root + "/project")
+        let good = h.root + "/project/my job.yaml"
+        try Sys.writeAtomically("job: cam\nname: items=1\ndata_path: ../data\nimg_list: ../data/train.txt\nresume: ../data/model.pth\n", to: good)
         try Sys.writeAtomically("items: 1\n", to: bad)
         var (code, out, err) = try h.cli(["validate", good])
         XCTAssertEqual(code, 0, out + err)
@@ -244,7 +260,9 @@ final class ClientCommandTests: XCTestCase {
         (code, out, err) = try h.cli(["submit", good])
         XCTAssertEqual(code, 0, out + err)
         XCTAssertTrue(out.contains("no daemon is running"), out)
-        XCTAssertTrue(Sys.exists(h.layout.incoming + "/my job.yaml"))
+        let submitted = try Sys.readString(h.layout.incoming + "/my job.yaml")
+        XCTAssertTrue(submitted.contains("data_path: " + h.root + "/data"), submitted)
+        XCTAssertTrue(submitted.contains("name: items=1"), submitted)
         (code, out, err) = try h.cli(["submit", bad])
         XCTAssertEqual(code, 2, "an invalid manifest is refused before it reaches the spool")
         XCTAssertFalse(Sys.exists(h.layout.incoming + "/bad.yaml"))
@@ -271,6 +289,17 @@ final class ClientCommandTests: XCTestCase {
         try p.run()
         p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 4, "no spool")
+        // With the daemon down a request is kept (exit 5) and answered at the next start.
+        try h.drop("later.yaml", h.manifest("items=50 item_s=0.1"))
+        _ = try h.waitForState("later.yaml", .running)
+        XCTAssertEqual(try h.stop(), 0)
+        (code, out, err) = try h.cli(["cancel", "later.yaml"])
+        XCTAssertEqual(code, 5, out + err)
+        func pending() -> [String] { ((try? Sys.list(h.layout.control)) ?? []).filter { !$0.hasPrefix(".") } }
+        XCTAssertEqual(pending().count, 1)
+        try h.start()
+        _ = try h.waitForState("later.yaml", .cancelled)
+        XCTAssertEqual(pending(), [])
         XCTAssertEqual(try h.stop(), 0)
     }
 }

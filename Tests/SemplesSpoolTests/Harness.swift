@@ -4,17 +4,18 @@ import XCTest
 @testable import SemplesSpool
 
 /// A stand-in for `semples run MANIFEST --out DIR`, written by the tests into their temporary folder.
-/// Manifest keys (one per line, "key: value" or "\"key\": value,"):
-///   items: N               work items; each writes DIR/item-K.txt once (kept across restarts)
-///   item_s: S              seconds per item
-///   exit_code: C           exit status at the end
-///   fail_before_attempt: K exit 1 while $SEMPLES_ATTEMPT < K
+/// Its behaviour comes from the manifest's `name:` value, as key=value words:
+///   items=N                work items; each writes DIR/item-K.txt once (kept across restarts)
+///   item_s=S               seconds per item
+///   exit_code=C            exit status at the end
+///   fail_before_attempt=K  exit 1 while $SEMPLES_ATTEMPT < K
 /// SIGTERM: finishes the current item, then exits 3 (stopped at a safe point).
 let stubJobScript = #"""
 #!/bin/sh
 manifest="$1"; out="$3"
 [ "$2" = "--out" ] || { echo "usage: stub-job MANIFEST --out DIR" >&2; exit 64; }
-value() { sed -n "s/^ *\"\{0,1\}$1\"\{0,1\}: *\([^,]*\),\{0,1\} *$/\1/p" "$manifest" | head -n 1; }
+spec=$(sed -n 's/^ *"\{0,1\}name"\{0,1\}: *"\{0,1\}\([^"]*\)"\{0,1\}.*$/\1/p' "$manifest" | head -n 1)
+value() { for word in $spec; do case "$word" in "$1="*) echo "${word#*=}"; return;; esac; done; }
 items=$(value items); items=${items:-1}
 item_s=$(value item_s); item_s=${item_s:-0}
 code=$(value exit_code); code=${code:-0}
@@ -43,6 +44,7 @@ exit "$code"
 
 /// The folder holding the built binaries (semplesd, semples).
 func binaryFolder() -> String {
+    if let chosen = Sys.environment("SEMPLES_BIN_DIR"), !chosen.isEmpty { return chosen }   // e.g. .build/release for benchmarks
     var folder = directoryName(Sys.executablePath() ?? "")
     // swift-corelibs-xctest runs `.build/<triple>/debug/semplesPackageTests.xctest`.
     for _ in 0..<3 where !Sys.exists(folder + "/semplesd") { folder = directoryName(folder) }
@@ -65,12 +67,18 @@ final class SpoolHarness {
     var starts = 0
 
     init(_ settings: [String: String] = [:]) throws {
-        let base = Sys.info("/dev/shm")?.isDirectory == true && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
+        // tmpfs keeps fsync cheap, so the tests measure behaviour, not the disk; SEMPLES_TEST_TMP overrides.
+        let shm = Sys.info("/dev/shm")?.isDirectory == true && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
+        let base = Sys.environment("SEMPLES_TEST_TMP") ?? shm
         var template = Array((base + "/semples-spool-test-XXXXXX").utf8CString)
         guard mkdtemp(&template) != nil else { throw SystemError(call: "mkdtemp", path: base, code: errno) }
         root = String(cString: template)
         spool = root + "/spool"
         configPath = root + "/semplesd.yaml"
+        // Inputs a cam manifest must name (the job's validation checks they exist).
+        try Sys.makeDirectories(root + "/data/JPEGImages")
+        try Sys.writeAtomically("2007_000032\n", to: root + "/data/train.txt")
+        try Sys.writeAtomically("not really a checkpoint", to: root + "/data/model.pth")
         let stub = root + "/stub-job"
         try Sys.writeAtomically(stubJobScript, to: stub, mode: 0o755)
         var all: [String: String] = [
@@ -78,7 +86,7 @@ final class SpoolHarness {
             "min_free_disk_mb": "0", "job_command": "[\(stub)]", "log_level": "debug",
             "retry": "{max_attempts: 3, backoff_s: 0.2, backoff_factor: 1}", "cancel_grace_s": "2", "stop_timeout_s": "5",
         ]
-        for (k, v) in settings { all[k] = v }
+        for (k, v) in settings { all[k] = v.isEmpty ? nil : v }   // "" leaves the key out (its default applies)
         try writeConfig(all)
     }
 
@@ -146,6 +154,15 @@ final class SpoolHarness {
         let temporary = layout.incoming + "/.drop-\(UInt32.random(in: 0..<UInt32.max)).tmp"
         try Sys.writeAtomically(text, to: temporary)
         try Sys.rename(temporary, layout.incoming + "/" + name)
+    }
+
+    /// A valid cam manifest whose `name:` tells the stub what to do ("items=3 item_s=0.1").
+    func manifest(_ behaviour: String = "items=1", json: Bool = false) -> String {
+        if json {
+            return "{\n  \"job\": \"cam\",\n  \"name\": \"\(behaviour)\",\n  \"data_path\": \"\(root)/data\",\n"
+                + "  \"img_list\": \"\(root)/data/train.txt\",\n  \"resume\": \"\(root)/data/model.pth\"\n}\n"
+        }
+        return "job: cam\nname: \"\(behaviour)\"\ndata_path: \(root)/data\nimg_list: \(root)/data/train.txt\nresume: \(root)/data/model.pth\n"
     }
 
     func records() -> [JobRecord] { store.all() }

@@ -61,7 +61,7 @@ final class InstallTests: XCTestCase {
         XCTAssertTrue(unit.contains("ExecStart=/opt/semples/bin/semplesd --config /etc/semples/semplesd.yaml"))
         let config = try SpoolConfig.load(path: dest + "/etc/semples/semplesd.yaml")
         XCTAssertEqual(config.spool, "/var/spool/semples")
-        XCTAssertEqual(config.jobCommand, ["/opt/semples/bin/semples", "run"])
+        XCTAssertEqual(config.jobCommand, ["/opt/semples/bin/semples", "run", "--log-file", "-"])
         // A second install keeps the admin's configuration.
         try Sys.writeAtomically("spool: /srv/spool\n", to: dest + "/etc/semples/semplesd.yaml")
         let (again, _) = try run(["/bin/bash", repo + "/scripts/install.sh", "/opt/semples"], environment: ["DESTDIR": dest, "BUILD": binaryFolder()])
@@ -86,5 +86,20 @@ final class InstallTests: XCTestCase {
         guard Sys.exists(repo + "/Package.swift"), binaryFolder().hasPrefix(repo) else { throw XCTSkip("binaries are not inside the checkout") }
         XCTAssertEqual(p.terminationStatus, 0, out)
         XCTAssertTrue(out.contains("spool: " + repo + "/spool"), out)
+    }
+
+    func testDaemonRefusesABadConfiguration() throws {
+        let folder = NSTemporaryDirectory() + "semples-badconfig-\(getpid())"
+        try Sys.makeDirectories(folder)
+        defer { _ = try? FileManager.default.removeItem(atPath: folder) }
+        try Sys.writeAtomically("spool: s\nwatch: sometimes\n", to: folder + "/bad.yaml")
+        for arguments in [["--config", folder + "/bad.yaml"], ["--config", folder + "/missing.yaml"]] {
+            let (code, output) = try run([binaryFolder() + "/semplesd"] + arguments)
+            XCTAssertEqual(code, 1, output)
+            XCTAssertTrue(output.hasPrefix("<3>"), "journald error priority: \(output)")
+        }
+        let (_, output) = try run([binaryFolder() + "/semplesd", "--config", folder + "/bad.yaml"])
+        XCTAssertTrue(output.contains("key 'watch'"), output)
+        XCTAssertFalse(Sys.exists(folder + "/s"), "no spool is created from a bad configuration")
     }
 }

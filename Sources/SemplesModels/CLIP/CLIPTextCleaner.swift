@@ -17,14 +17,35 @@ public enum CLIPTextCleaner {
 
     // MARK: - Unicode repair
 
-    /// Applies the repair steps until the text stops changing, as the fixer does.
+    /// Repairs the text line by line (each line with its "\n"), as the fixer does. HTML entities
+    /// are unescaped here only until a line containing "<" has been seen (markup is left alone).
     static func fixText(_ text: String) -> String {
+        var out = ""
+        var unescape = true
+        var line = String.UnicodeScalarView()
+        func flush() {
+            let segment = String(line)
+            if segment.contains("<") { unescape = false }
+            out += fixSegment(segment, unescape: unescape)
+            line.removeAll()
+        }
+        for s in text.unicodeScalars {
+            line.append(s)
+            if s == "\n" { flush() }
+        }
+        if !line.isEmpty { flush() }
+        return out
+    }
+
+    /// Applies the repair steps to one segment until it stops changing.
+    static func fixSegment(_ text: String, unescape: Bool) -> String {
         var current = text
-        for _ in 0..<8 {
+        for _ in 0..<16 {
             var t = current
-            // HTML is unescaped here only when the text does not look like markup.
-            if !t.contains("<") { t = unescapeHTML(t) }
+            if unescape { t = unescapeEntities(t) }
             t = fixMojibake(t)
+            // Terminal escapes go before control characters, or their ESC would be dropped alone.
+            t = removeTerminalEscapes(t)
             t = mapScalars(t) { s in
                 let v = s.value
                 if v >= 0x80 && v <= 0x9F { return windows1252Character(UInt8(v)) }  // C1 controls
@@ -41,7 +62,6 @@ public enum CLIPTextCleaner {
                 return nil
             }
             t = t.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
-            t = removeTerminalEscapes(t)
             t = t.precomposedStringWithCanonicalMapping
             // Scalar comparison: String's == treats canonically equivalent texts as equal.
             let unchanged = t.unicodeScalars.elementsEqual(current.unicodeScalars)
@@ -49,6 +69,46 @@ public enum CLIPTextCleaner {
             if unchanged { break }
         }
         return current
+    }
+
+    /// The repair step's entity decoding: only complete references `&name;` / `&#n;` / `&#xh;`
+    /// (semicolon required); all-capitals names of lower-case entities decode to capitals.
+    static func unescapeEntities(_ text: String) -> String {
+        guard text.contains("&") else { return text }
+        let s = Array(text.unicodeScalars)
+        var out = String.UnicodeScalarView()
+        var i = 0
+        func isAlphanumeric(_ c: Unicode.Scalar) -> Bool { c.isASCIILetter || (c.value >= 0x30 && c.value <= 0x39) }
+        while i < s.count {
+            if s[i] == "&" {
+                var j = i + 1
+                let numeric = j < s.count && s[j] == "#"
+                if numeric { j += 1 }
+                let start = j
+                while j < s.count, j - start < 24, isAlphanumeric(s[j]) { j += 1 }
+                if j > start, j < s.count, s[j] == ";" {
+                    let body = String(String.UnicodeScalarView(s[start..<j]))
+                    var replacement: String?
+                    if numeric {
+                        let decoded = unescapeHTML("&#" + body + ";")
+                        if !decoded.contains(";") { replacement = decoded }
+                    } else if let r = namedEntities[body] {
+                        replacement = r
+                    } else if body == body.uppercased(), let r = namedEntities[body.lowercased()],
+                              namedEntities[body] == nil {
+                        replacement = r.uppercased()
+                    }
+                    if let r = replacement {
+                        out.append(contentsOf: r.unicodeScalars)
+                        i = j + 1
+                        continue
+                    }
+                }
+            }
+            out.append(s[i])
+            i += 1
+        }
+        return String(out)
     }
 
     static func isRemovedControl(_ v: UInt32) -> Bool {
@@ -101,33 +161,30 @@ public enum CLIPTextCleaner {
 
     // MARK: - Mojibake (UTF-8 read as Windows-1252)
 
-    /// Finds runs that look like UTF-8 bytes decoded as Windows-1252 (a lead byte character
-    /// followed by the right number of continuation byte characters) and decodes them.
+    /// Finds sequences that look like UTF-8 bytes decoded as Windows-1252 and decodes them.
+    /// Deliberately narrow (the full repair heuristics are large): only the lead characters of
+    /// the common Western mojibake, 'Â' 'Ã' (U+0080…U+00FF) and 'â' (U+2000…U+2FFF, curly quotes
+    /// and dashes), each followed by the right number of continuation characters, and never
+    /// right after a continuation character (inside a longer garble).
     static func fixMojibake(_ text: String) -> String {
         let scalars = Array(text.unicodeScalars)
-        guard scalars.contains(where: { $0.value >= 0xC2 && $0.value <= 0xF4 }) else { return text }
+        guard scalars.contains(where: { $0.value == 0xC2 || $0.value == 0xC3 || $0.value == 0xE2 }) else { return text }
         let bytes = scalars.map { windows1252Byte($0) }
+        func isContinuation(_ k: Int) -> Bool { bytes[k].map { $0 >= 0x80 && $0 <= 0xBF } ?? false }
         var out = String.UnicodeScalarView()
         var i = 0
         var changed = false
         while i < scalars.count {
-            if let lead = bytes[i] {
-                let need: Int
-                switch lead {
-                case 0xC2...0xDF: need = 1
-                case 0xE0...0xEF: need = 2
-                case 0xF0...0xF4: need = 3
-                default: need = 0
-                }
-                if need > 0, i + need < scalars.count,
-                   (1...need).allSatisfy({ bytes[i + $0].map { $0 >= 0x80 && $0 <= 0xBF } ?? false }) {
-                    let seq = [lead] + (1...need).map { bytes[i + $0]! }
-                    if let decoded = String(validating: seq, as: UTF8.self) {
-                        out.append(contentsOf: decoded.unicodeScalars)
-                        i += need + 1
-                        changed = true
-                        continue
-                    }
+            let v = scalars[i].value
+            let need = (v == 0xC2 || v == 0xC3) ? 1 : (v == 0xE2 ? 2 : 0)
+            if need > 0, i + need < scalars.count, !(i > 0 && isContinuation(i - 1)),
+               (1...need).allSatisfy({ isContinuation(i + $0) }) {
+                let seq = [UInt8(v)] + (1...need).map { bytes[i + $0]! }
+                if let decoded = String(validating: seq, as: UTF8.self) {
+                    out.append(contentsOf: decoded.unicodeScalars)
+                    i += need + 1
+                    changed = true
+                    continue
                 }
             }
             out.append(scalars[i])

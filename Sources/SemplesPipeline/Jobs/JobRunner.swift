@@ -112,6 +112,7 @@ public enum JobRunner {
         switch manifest.job {
         case .cam: return try CAMJob(manifest: manifest)
         case .evaluate: return try EvaluateJob(manifest: manifest)
+        case .weaktr: return try WeakTrJob(manifest: manifest)
         default:
             throw ManifestError(file: manifest.file, key: "job", "'\(manifest.job.rawValue)' jobs are not available in this version")
         }

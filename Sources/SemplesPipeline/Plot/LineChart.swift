@@ -231,9 +231,10 @@ extension EvaluationMetrics {
         var chart = LineChart(title: "\(dataSet.rawValue) CAM mIoU against background threshold\(crf ? " (CRF)" : "")",
                               xLabel: "background threshold t", yLabel: "mIoU (%)",
                               series: [LineChart.Series(name: "", points: points, markers: true)])
-        if mode == "curve", bestMeanIoU > 0 {
+        if bestMeanIoU > 0 {
+            let prefix = mode == "curve" ? "best " : ""
             chart.annotations = [LineChart.Annotation(x: bestThreshold, y: bestMeanIoU * 100,
-                                                      text: String(format: "best t=%.2f  %.2f%%", bestThreshold, bestMeanIoU * 100))]
+                                                      text: String(format: "%@t=%.2f  %.2f%%", prefix, bestThreshold, bestMeanIoU * 100))]
         }
         if points.count == 1 { chart.xRange = (points[0].x - 0.05)...(points[0].x + 0.05) }
         return chart
