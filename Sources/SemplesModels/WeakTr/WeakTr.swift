@@ -117,6 +117,7 @@ public final class WeakTr {
         let blockProduct = ws.allocate([workers, Self.rowBlock, C])
         let fine = ws.allocate([C, hp, wp])
         let fusion = ws.allocate([L * NH])
+        let aafScratch = ws.allocate([lay.aafScratchFloats])
         let predictions = ws.allocate([3, C])
         let patchAttention = wantPatchAttention ? ws.allocate([P, P]) : nil
 
@@ -181,7 +182,7 @@ public final class WeakTr {
             combinePools(poolPartial, workers: workers, tokens: N, into: pooled[l])
         }
 
-        aafWeights(pooled: pooled, into: fusion)
+        aafWeights(pooled: pooled, scratch: aafScratch, into: fusion)
         head(x, hp: hp, wp: wp, padded: hidden, temp: headTemp, logits: logits)
 
         // Predictions: class tokens (no final LayerNorm, spec §10 item 24) and the coarse CAM mean.
@@ -380,12 +381,10 @@ public final class WeakTr {
 
     /// AAF weights w: [L·H] from the pooled features (spec §2.1.4, channel interleave of trap 23:
     /// channel j = g·L + l reads o_l[:, d·H + g] for d = 0..<hd).
-    private func aafWeights(pooled: TensorView, into w: TensorView) {
+    private func aafWeights(pooled: TensorView, scratch: TensorView, into w: TensorView) {
         let L = config.depth, NH = config.headCount, hd = config.headDimension
         let fh = config.featureHidden, ch = config.channelCount, hidden = config.channelHidden
-        var s = [Float](repeating: 0, count: ch)
-        var f = [Float](repeating: 0, count: hd)
-        var z = [Float](repeating: 0, count: fh)
+        let s = scratch.data, f = s + ch, z = f + hd, u = z + fh     // [ch], [hd], [fh], [hidden]
         for g in 0..<NH {
             for l in 0..<L {
                 for d in 0..<hd { f[d] = pooled.data[l * config.embedDimension + d * NH + g] }
@@ -399,7 +398,6 @@ public final class WeakTr {
                 s[g * L + l] = out
             }
         }
-        var u = [Float](repeating: 0, count: hidden)
         for k in 0..<hidden {
             var acc: Float = 0
             for j in 0..<ch { acc += weights.channelDown.data[k * ch + j] * s[j] }
@@ -445,6 +443,7 @@ public final class WeakTr {
         let inverseSumSlots: Int
         let grid: Int
         let hiddenFloats: Int
+        let aafScratchFloats: Int
 
         init(config: WeakTrConfig, hp: Int, wp: Int, keep: Bool, workers: Int, patchAttention: Bool) {
             let C = config.classCount, D = config.embedDimension, L = config.depth, NH = config.headCount
@@ -459,6 +458,8 @@ public final class WeakTr {
             var t = 3 * r(N * D) + r(hiddenFloats) + r(qkvLayers * N * 3 * D) + r(attentionSlots * attentionRows * N) + r(inverseSumSlots * N)
             t += r(L * NH * C * N) + r(L * D) + r(workers * D) + r(D * grid * grid) + r(D * P) + r(hp * (wp + 2) * C)
             t += 4 * r(C * P) + r(P * C) + r(workers * P * C) + r(workers * WeakTr.rowBlock * C) + r(L * NH) + r(3 * C)
+            aafScratchFloats = config.channelCount + config.headDimension + config.featureHidden + config.channelHidden
+            t += r(aafScratchFloats)
             if patchAttention { t += r(P * P) }
             total = t
         }
