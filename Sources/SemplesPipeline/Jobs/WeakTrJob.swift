@@ -13,6 +13,8 @@ import SemplesModels
 /// output folder continues from it and ends where an uninterrupted run would.
 public struct WeakTrJob: Job {
     public let manifest: Manifest
+    /// Requests a stop once this many optimizer steps are done (interruption tests).
+    var stopAfterStep: Int?
 
     public init(manifest: Manifest) throws {
         guard manifest.weaktr != nil else {
@@ -88,6 +90,7 @@ public struct WeakTrJob: Job {
                 }
                 let terms = try trainer.iteration()
                 context.advance()
+                if let k = stopAfterStep, trainer.state.step >= k { context.stop.set("test stop") }
                 guard terms.total.isFinite else {
                     throw InputError("training diverged at step \(trainer.state.step): loss \(terms.total); lower 'lr'")
                 }
@@ -123,7 +126,9 @@ public struct WeakTrJob: Job {
             try trainer.saveCheckpoint(to: checkpointPath)
             lastSave = Date()
             try Self.writeReports(trainer.state, to: out)
-            context.log("epoch \(epoch + 1) done: " + String(decoding: try JSONEncoder().encode(record), as: UTF8.self))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            context.log("epoch \(epoch + 1) done: " + String(decoding: try encoder.encode(record), as: UTF8.self))
         }
         let s = trainer.state
         var metrics: [String: Double] = ["epochs": Double(s.history.count), "steps": Double(s.step),
