@@ -77,6 +77,7 @@ public struct WeakTrJob: Job {
         context.log("WeakTr training: D=\(config.embedDimension), depth \(config.depth), \(config.headCount) heads, \(config.classCount) classes, \(w.inputSize)² input; \(ids.count) images, batch \(w.batchSize), \(trainer.batchesPerEpoch) iterations per epoch, \(w.epochs) epochs, lr_eff \(settings.schedule.baseLearningRate)")
 
         var lastSave = Date()
+        var lastEvaluationSeconds = 0.0
         let every = max(1, trainer.batchesPerEpoch / 10)
         while !trainer.finished {
             let epoch = trainer.state.epoch
@@ -96,10 +97,15 @@ public struct WeakTrJob: Job {
                 }
                 if trainer.state.batch % every == 0 || trainer.state.batch == trainer.batchesPerEpoch {
                     let p = context.progress
-                    context.log(String(format: "epoch %d/%d iteration %d/%d loss %.4f (cls %.4f coarse %.4f fine %.4f) lr %.3g, %.2f images/s, ETA epoch %@",
+                    // Whole-run estimate: this epoch's remainder, then the later epochs at this rate
+                    // plus the last CAM evaluation's duration each.
+                    let later = Double(w.epochs - epoch - 1)
+                    let total = p.rate > 0 ? (p.etaSeconds ?? 0) + later * (Double(trainer.batchesPerEpoch) / p.rate + lastEvaluationSeconds) : nil
+                    context.log(String(format: "epoch %d/%d iteration %d/%d loss %.4f (cls %.4f coarse %.4f fine %.4f) lr %.3g, %.2f images/s, ETA epoch %@, run %@",
                                        epoch + 1, w.epochs, trainer.state.batch, trainer.batchesPerEpoch, terms.total,
                                        terms.classToken, terms.coarse, terms.fine, trainer.optimizer.learningRate,
-                                       p.rate * Double(w.batchSize), p.etaSeconds.map(formatDuration) ?? "-"))
+                                       p.rate * Double(w.batchSize), p.etaSeconds.map(formatDuration) ?? "-",
+                                       total.map(formatDuration) ?? "-"))
                 }
                 if w.checkpointMinutes > 0 && Date().timeIntervalSince(lastSave) >= w.checkpointMinutes * 60 {
                     try trainer.saveCheckpoint(to: checkpointPath)
@@ -109,6 +115,8 @@ public struct WeakTrJob: Job {
             trainer.loader.stop()
             var miou: Double?, threshold: Double?
             if let (ds, evalIDs) = evaluation {
+                let evaluationStarted = Date()
+                defer { lastEvaluationSeconds = Date().timeIntervalSince(evaluationStarted) }
                 let metrics = try Self.evaluate(model: model, dataset: ds, ids: evalIDs, scales: w.evalScales,
                                                 start: w.evalStart, context: context)
                 miou = metrics.bestMeanIoU
@@ -135,8 +143,9 @@ public struct WeakTrJob: Job {
                                          "final_loss": s.history.last?.loss ?? 0]
         if let b = s.bestMIoU { metrics["best_miou"] = b }
         if let e = s.bestEpoch { metrics["best_epoch"] = Double(e) }
-        return JobOutcome(metrics: metrics, outputs: ["checkpoint_best_mIoU.pth", "checkpoint.pth", "train_log.txt",
-                                                      "loss_curve.png", "miou_per_epoch.png"])
+        var outputs = ["checkpoint_best_mIoU.pth", "checkpoint.pth", "checkpoint.safetensors", "train_log.txt", "loss_curve.png"]
+        if evaluation != nil { outputs.append("miou_per_epoch.png") }
+        return JobOutcome(metrics: metrics, outputs: outputs)
     }
 
     /// From scratch (spec §2.1.1) or from DeiT ImageNet weights (`finetune`, spec §4.3).
