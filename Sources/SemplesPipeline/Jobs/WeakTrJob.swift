@@ -51,8 +51,12 @@ public struct WeakTrJob: Job {
         }
         var evaluation: (SegmentationDataset, [String])?
         if let list = w.imgMsList {
+            // The labels the training list uses, when the evaluation list lies elsewhere.
+            let besideTraining = URL(fileURLWithPath: m.imgList).deletingLastPathComponent()
+                .appendingPathComponent("cls_labels.npy").path
+            let labels = m.clsLabels ?? (FileManager.default.fileExists(atPath: besideTraining) ? besideTraining : nil)
             let ds = try SegmentationDataset(kind: m.dataSet, root: m.dataPath, listPath: list,
-                                             labelsPath: m.clsLabels, needLabels: true)
+                                             labelsPath: labels, needLabels: true)
             var evalIDs = ds.ids
             if let limit = m.limit { evalIDs = Array(evalIDs.prefix(limit)) }
             try ds.checkPresent(ids: evalIDs, images: true, groundTruth: true, labels: true)
