@@ -173,7 +173,8 @@ private struct KeySpec {
 }
 
 private let allJobs = Set(JobKind.allCases)
-private let camLike: Set<JobKind> = [.cam, .pipeline, .train, .weaktr]
+private let camLike: Set<JobKind> = [.cam, .pipeline, .train]
+private let modelLike: Set<JobKind> = camLike.union([.weaktr])
 private let evalLike: Set<JobKind> = [.evaluate, .pipeline]
 private let trainLike: Set<JobKind> = [.weaktr, .train, .pipeline]
 private let semplesJobs: Set<JobKind> = [.train, .pipeline]
@@ -186,8 +187,8 @@ private let keySpecs: [String: KeySpec] = [
     "img_list": KeySpec(jobs: allJobs),
     "cls_labels": KeySpec(jobs: allJobs),
     "resume": KeySpec(jobs: camLike),
-    "reduction": KeySpec(jobs: camLike),
-    "pool_type": KeySpec(jobs: camLike),
+    "reduction": KeySpec(jobs: modelLike),
+    "pool_type": KeySpec(jobs: modelLike),
     "scales": KeySpec(jobs: camLike),
     "overlays": KeySpec(jobs: camLike),
     "masks": KeySpec(jobs: camLike),

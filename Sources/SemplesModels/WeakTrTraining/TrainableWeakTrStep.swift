@@ -127,18 +127,21 @@ extension TrainableWeakTr {
 
     /// The three loss terms on the workspace's targets, and (unless `gradients` is false) backward
     /// through everything: parameter gradients accumulate (+=) into the store; zero them first.
+    /// `termWeights` scales the gradient of each term (class token, coarse, fine); training uses 1s.
     @discardableResult
-    public func lossAndBackward(_ ws: WeakTrTrainingWorkspace, gradients: Bool = true) -> WeakTrLossTerms {
+    public func lossAndBackward(_ ws: WeakTrTrainingWorkspace, gradients: Bool = true,
+                                termWeights: (Float, Float, Float) = (1, 1, 1)) -> WeakTrLossTerms {
         ws.classTokenGradient.zero()
         ws.coarseGradient.zero()
         ws.fineGradient.zero()
         let terms = WeakTrLossTerms(
             classToken: MultiLabelSoftMarginLoss.evaluate(ws.classTokenPrediction, targets: ws.targets,
-                                                          gradient: gradients ? ws.classTokenGradient : nil),
+                                                          gradient: gradients ? ws.classTokenGradient : nil,
+                                                          weight: termWeights.0),
             coarse: MultiLabelSoftMarginLoss.evaluate(ws.coarsePrediction, targets: ws.targets,
-                                                      gradient: gradients ? ws.coarseGradient : nil),
+                                                      gradient: gradients ? ws.coarseGradient : nil, weight: termWeights.1),
             fine: MultiLabelSoftMarginLoss.evaluate(ws.finePrediction, targets: ws.targets,
-                                                    gradient: gradients ? ws.fineGradient : nil))
+                                                    gradient: gradients ? ws.fineGradient : nil, weight: termWeights.2))
         if gradients { backward(ws) }
         return terms
     }

@@ -51,7 +51,8 @@ public final class WeakTrTrainingWorkspace {
     let streamGradients: [TensorView]    // 2 of [B, N, D], used in turn
     let patchTokenGradient: TensorView   // [B, P, D]
 
-    static func floats(model: TrainableWeakTr, batch B: Int) -> Int {
+    /// Floats of arena the workspace for `batch` takes.
+    public static func floats(model: TrainableWeakTr, batch B: Int) -> Int {
         let c = model.config
         let D = c.embedDimension, C = c.classCount, g = c.gridSide, P = g * g, N = C + P
         let ch = c.channelCount, hd = c.headDimension, fh = c.featureHidden, hidden = c.channelHidden

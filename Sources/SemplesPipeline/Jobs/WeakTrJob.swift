@@ -13,6 +13,8 @@ import SemplesModels
 /// output folder continues from it and ends where an uninterrupted run would.
 public struct WeakTrJob: Job {
     public let manifest: Manifest
+    /// Requests a stop once this many optimizer steps are done (interruption tests).
+    var stopAfterStep: Int?
 
     public init(manifest: Manifest) throws {
         guard manifest.weaktr != nil else {
@@ -49,8 +51,12 @@ public struct WeakTrJob: Job {
         }
         var evaluation: (SegmentationDataset, [String])?
         if let list = w.imgMsList {
+            // The labels the training list uses, when the evaluation list lies elsewhere.
+            let besideTraining = URL(fileURLWithPath: m.imgList).deletingLastPathComponent()
+                .appendingPathComponent("cls_labels.npy").path
+            let labels = m.clsLabels ?? (FileManager.default.fileExists(atPath: besideTraining) ? besideTraining : nil)
             let ds = try SegmentationDataset(kind: m.dataSet, root: m.dataPath, listPath: list,
-                                             labelsPath: m.clsLabels, needLabels: true)
+                                             labelsPath: labels, needLabels: true)
             var evalIDs = ds.ids
             if let limit = m.limit { evalIDs = Array(evalIDs.prefix(limit)) }
             try ds.checkPresent(ids: evalIDs, images: true, groundTruth: true, labels: true)
@@ -75,6 +81,7 @@ public struct WeakTrJob: Job {
         context.log("WeakTr training: D=\(config.embedDimension), depth \(config.depth), \(config.headCount) heads, \(config.classCount) classes, \(w.inputSize)² input; \(ids.count) images, batch \(w.batchSize), \(trainer.batchesPerEpoch) iterations per epoch, \(w.epochs) epochs, lr_eff \(settings.schedule.baseLearningRate)")
 
         var lastSave = Date()
+        var lastEvaluationSeconds = 0.0
         let every = max(1, trainer.batchesPerEpoch / 10)
         while !trainer.finished {
             let epoch = trainer.state.epoch
@@ -88,15 +95,21 @@ public struct WeakTrJob: Job {
                 }
                 let terms = try trainer.iteration()
                 context.advance()
+                if let k = stopAfterStep, trainer.state.step >= k { context.stop.set("test stop") }
                 guard terms.total.isFinite else {
                     throw InputError("training diverged at step \(trainer.state.step): loss \(terms.total); lower 'lr'")
                 }
                 if trainer.state.batch % every == 0 || trainer.state.batch == trainer.batchesPerEpoch {
                     let p = context.progress
-                    context.log(String(format: "epoch %d/%d iteration %d/%d loss %.4f (cls %.4f coarse %.4f fine %.4f) lr %.3g, %.2f images/s, ETA epoch %@",
+                    // Whole-run estimate: this epoch's remainder, then the later epochs at this rate
+                    // plus the last CAM evaluation's duration each.
+                    let later = Double(w.epochs - epoch - 1)
+                    let total = p.rate > 0 ? (p.etaSeconds ?? 0) + later * (Double(trainer.batchesPerEpoch) / p.rate + lastEvaluationSeconds) : nil
+                    context.log(String(format: "epoch %d/%d iteration %d/%d loss %.4f (cls %.4f coarse %.4f fine %.4f) lr %.3g, %.2f images/s, ETA epoch %@, run %@",
                                        epoch + 1, w.epochs, trainer.state.batch, trainer.batchesPerEpoch, terms.total,
                                        terms.classToken, terms.coarse, terms.fine, trainer.optimizer.learningRate,
-                                       p.rate * Double(w.batchSize), p.etaSeconds.map(formatDuration) ?? "-"))
+                                       p.rate * Double(w.batchSize), p.etaSeconds.map(formatDuration) ?? "-",
+                                       total.map(formatDuration) ?? "-"))
                 }
                 if w.checkpointMinutes > 0 && Date().timeIntervalSince(lastSave) >= w.checkpointMinutes * 60 {
                     try trainer.saveCheckpoint(to: checkpointPath)
@@ -106,6 +119,8 @@ public struct WeakTrJob: Job {
             trainer.loader.stop()
             var miou: Double?, threshold: Double?
             if let (ds, evalIDs) = evaluation {
+                let evaluationStarted = Date()
+                defer { lastEvaluationSeconds = Date().timeIntervalSince(evaluationStarted) }
                 let metrics = try Self.evaluate(model: model, dataset: ds, ids: evalIDs, scales: w.evalScales,
                                                 start: w.evalStart, context: context)
                 miou = metrics.bestMeanIoU
@@ -123,15 +138,18 @@ public struct WeakTrJob: Job {
             try trainer.saveCheckpoint(to: checkpointPath)
             lastSave = Date()
             try Self.writeReports(trainer.state, to: out)
-            context.log("epoch \(epoch + 1) done: " + String(decoding: try JSONEncoder().encode(record), as: UTF8.self))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            context.log("epoch \(epoch + 1) done: " + String(decoding: try encoder.encode(record), as: UTF8.self))
         }
         let s = trainer.state
         var metrics: [String: Double] = ["epochs": Double(s.history.count), "steps": Double(s.step),
                                          "final_loss": s.history.last?.loss ?? 0]
         if let b = s.bestMIoU { metrics["best_miou"] = b }
         if let e = s.bestEpoch { metrics["best_epoch"] = Double(e) }
-        return JobOutcome(metrics: metrics, outputs: ["checkpoint_best_mIoU.pth", "checkpoint.pth", "train_log.txt",
-                                                      "loss_curve.png", "miou_per_epoch.png"])
+        var outputs = ["checkpoint_best_mIoU.pth", "checkpoint.pth", "checkpoint.safetensors", "train_log.txt", "loss_curve.png"]
+        if evaluation != nil { outputs.append("miou_per_epoch.png") }
+        return JobOutcome(metrics: metrics, outputs: outputs)
     }
 
     /// From scratch (spec §2.1.1) or from DeiT ImageNet weights (`finetune`, spec §4.3).
