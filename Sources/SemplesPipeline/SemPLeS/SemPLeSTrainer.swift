@@ -231,6 +231,8 @@ public final class SemPLeSTrainer {
                 }
             }
             source.stop()
+            // Iterations done: a stop during the epoch evaluation resumes straight at it.
+            try save(state)
             try finishEpoch(&state)
             try save(state)
             lastSave = Date()
