@@ -21,14 +21,14 @@ struct BenchCommand: ParsableCommand {
 
     @Option(help: "Threads for both engines (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Timed iterations per figure.") var iterations: Int = 10
-    @Option(help: "Sections to run, comma-separated: engine.") var only: String?
+    @Option(help: "Sections to run, comma-separated: engine, semples.") var only: String?
     @Option(help: "Python with torch for the PyTorch side.") var python: String?
     @Flag(help: "Skip PyTorch even when available.") var noTorch = false
     @Flag(help: "Print JSON instead of a table.") var json = false
 
     func run() throws {
         let sections = Set((only ?? "engine").split(separator: ",").map(String.init))
-        let known: Set<String> = ["engine"]
+        let known: Set<String> = ["engine", "semples"]
         if let bad = sections.subtracting(known).first {
             throw ValidationError("unknown section '\(bad)'; known: \(known.sorted().joined(separator: ", "))")
         }
@@ -43,6 +43,9 @@ struct BenchCommand: ParsableCommand {
         var lines: [BenchLine] = []
         if sections.contains("engine") {
             lines += EngineBenchSection.run(threads: threads, iterations: iterations, torch: torch, log: log)
+        }
+        if sections.contains("semples") {
+            lines += SemPLeSBenchSection.run(threads: threads, iterations: iterations, torch: torch, log: log)
         }
         let report = BenchReport(threads: threads, torch: torchVersion, lines: lines)
         if json {
