@@ -54,6 +54,10 @@ public struct PipelineJob: Job {
     public func run(in context: JobContext) throws -> JobOutcome {
         var metrics: [String: Double] = [:]
         var outputs: [String] = []
+        let finished = Self.steps.prefix { FileManager.default.fileExists(atPath:
+            context.outputFolder.appendingPathComponent($0).appendingPathComponent("step.json").path) }.count
+        // Top-level progress counts steps; each step's own progress.json is in its sub-folder.
+        context.begin("pipeline steps", total: Self.steps.count, alreadyDone: finished)
         for (index, step) in Self.steps.enumerated() {
             try context.checkStop()
             let folder = context.outputFolder.appendingPathComponent(step)
@@ -79,6 +83,7 @@ public struct PipelineJob: Job {
             try AtomicFile.write(try JSONCoding.encoder.encode(record), to: marker.path)
             for (k, v) in outcome.metrics { metrics[step + "." + k] = v }
             outputs += outcome.outputs.map { step + "/" + $0 }
+            context.advance()
             context.log("step '\(step)' done: " + outcome.metrics.sorted { $0.key < $1.key }
                 .map { "\($0.key) \(String(format: "%.4g", $0.value))" }.joined(separator: ", "))
         }
