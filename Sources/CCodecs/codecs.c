@@ -137,6 +137,49 @@ int semples_jpeg_decode(const uint8_t *data, size_t size, long max_pixels, sempl
     return 0;
 }
 
+int semples_jpeg_encode(const uint8_t *pixels, int width, int height, int channels, int quality,
+                        uint8_t **out_data, size_t *out_size, char *error, size_t error_size) {
+    struct jpeg_compress_struct cinfo;
+    jpeg_errors errors;
+    char message[256] = {0};
+    unsigned char *volatile buffer = NULL;
+    unsigned long size = 0;
+    *out_data = NULL;
+    *out_size = 0;
+    if (width <= 0 || height <= 0 || (channels != 1 && channels != 3) || quality < 1 || quality > 100) {
+        set_error(error, error_size, "invalid image layout or quality for JPEG");
+        return 1;
+    }
+    memset(&cinfo, 0, sizeof(cinfo));
+    cinfo.err = jpeg_std_error(&errors.base);
+    errors.base.error_exit = jpeg_fail;
+    errors.error = message;
+    if (setjmp(errors.jump)) {
+        jpeg_destroy_compress(&cinfo);
+        free(buffer);
+        set_error(error, error_size, message);
+        return 1;
+    }
+    jpeg_create_compress(&cinfo);
+    jpeg_mem_dest(&cinfo, (unsigned char **)&buffer, &size);
+    cinfo.image_width = (JDIMENSION)width;
+    cinfo.image_height = (JDIMENSION)height;
+    cinfo.input_components = channels;
+    cinfo.in_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, quality, TRUE);
+    jpeg_start_compress(&cinfo, TRUE);
+    while (cinfo.next_scanline < cinfo.image_height) {
+        JSAMPROW row = (JSAMPROW)(pixels + (size_t)cinfo.next_scanline * (size_t)width * (size_t)channels);
+        jpeg_write_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    *out_data = buffer;
+    *out_size = size;
+    return 0;
+}
+
 // MARK: - PNG
 
 typedef struct {

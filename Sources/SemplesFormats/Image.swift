@@ -115,6 +115,26 @@ public enum ImageIO {
         return Data(bytes: data, count: size)
     }
 
+    /// Encodes grey or RGB pixels as a baseline JPEG (quality 1…100).
+    public static func encodeJPEG(_ image: Image8, quality: Int = 90, path: String = "<memory>") throws -> Data {
+        guard image.width > 0, image.height > 0 else { throw FormatError(path, "cannot write an empty image") }
+        var data: UnsafeMutablePointer<UInt8>?
+        var size = 0
+        var error = [CChar](repeating: 0, count: 256)
+        let status = image.pixels.withUnsafeBufferPointer { px in
+            semples_jpeg_encode(px.baseAddress, Int32(image.width), Int32(image.height), Int32(image.channels),
+                                Int32(quality), &data, &size, &error, error.count)
+        }
+        guard status == 0, let data else { throw FormatError(path, "JPEG encoding failed: \(String(cString: error))") }
+        defer { semples_codecs_free(data) }
+        return Data(bytes: data, count: size)
+    }
+
+    /// Writes a JPEG atomically.
+    public static func writeJPEG(_ image: Image8, quality: Int = 90, to path: String) throws {
+        try AtomicFile.write(try encodeJPEG(image, quality: quality, path: path), to: path)
+    }
+
     /// Writes a grey or RGB PNG atomically.
     public static func writePNG(_ image: Image8, to path: String) throws {
         try AtomicFile.write(try encodePNG(image, path: path), to: path)

@@ -119,6 +119,7 @@ public enum Npy {
 
     /// Writes a plain array of any supported dtype from its raw little-endian bytes.
     public static func writeArray(bytes: Data, dtype: DType, shape: [Int], to path: String) throws {
+        guard dtype != .bfloat16 else { throw FormatError(path, "numpy has no bfloat16 dtype") }
         precondition(checkedProduct(shape).map { $0 * dtype.byteSize } == bytes.count,
                      "\(bytes.count) bytes for shape \(shape) of \(dtype.rawValue)")
         let a = NDArray(dtype: dtype, shape: shape, fortranOrder: false, source: ByteSource(data: bytes, path: path),

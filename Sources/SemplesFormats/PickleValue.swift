@@ -229,6 +229,13 @@ public struct NDArray {
 
     public var count: Int { shape.reduce(1, *) }
 
+    /// The raw little-endian element bytes of a numeric array, in its stored order (empty for
+    /// object arrays). Valid while the array (and so its source) is alive.
+    public var rawBytes: UnsafeRawBufferPointer {
+        guard let dtype else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: source.base + offset, count: count * dtype.byteSize)
+    }
+
     /// Converts a numeric array to float32 in C order.
     public func toFloat32() throws -> Tensor {
         guard let dtype else { throw FormatError(source.path, "object array cannot be read as numbers") }

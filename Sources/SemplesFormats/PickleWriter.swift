@@ -177,6 +177,7 @@ struct PickleWriter {
         writeInt(1)
         try writeTuple(a.shape.map { .int($0) })
         if let dtype = a.dtype {
+            guard dtype != .bfloat16 else { throw FormatError("<pickle>", "numpy has no bfloat16 dtype") }
             writeDType(dtype.numpyKind, order: dtype.byteSize == 1 ? "|" : "<")
             out.append(a.fortranOrder ? 0x88 : 0x89)
             writeBytes(Data(bytes: a.source.base + a.offset, count: a.count * dtype.byteSize))

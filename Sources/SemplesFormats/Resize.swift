@@ -102,20 +102,31 @@ public enum PILResize {
             let rowOffset = height != img.height ? firstRow : 0
             let h = coefficients(inSize: img.width, outSize: width, support: support, filter: filter)
             var out = Image8(width: width, height: rowsNeeded, channels: c)
-            img.pixels.withUnsafeBufferPointer { src in
-                out.pixels.withUnsafeMutableBufferPointer { dst in
+            img.pixels.withUnsafeBufferPointer { srcBuffer in
+                out.pixels.withUnsafeMutableBufferPointer { dstBuffer in
                     h.weights.withUnsafeBufferPointer { wts in
+                        let src = srcBuffer.baseAddress!, dst = dstBuffer.baseAddress!, w = wts.baseAddress!
                         for y in 0..<rowsNeeded {
-                            let srcRow = (y + rowOffset) * img.width * c
-                            let dstRow = y * width * c
+                            let srcRow = src + (y + rowOffset) * img.width * c
+                            let dstRow = dst + y * width * c
                             for xx in 0..<width {
-                                let xmin = h.first[xx], n = h.count[xx], kb = xx * h.ksize
-                                for ch in 0..<c {
-                                    var ss = half
+                                let n = h.count[xx]
+                                let p = srcRow + h.first[xx] * c, k = w + xx * h.ksize
+                                if c == 3 {
+                                    var s0 = half, s1 = half, s2 = half
                                     for x in 0..<n {
-                                        ss += Int(src[srcRow + (xmin + x) * c + ch]) * Int(wts[kb + x])
+                                        let kx = Int(k[x])
+                                        s0 += Int(p[3 * x]) * kx
+                                        s1 += Int(p[3 * x + 1]) * kx
+                                        s2 += Int(p[3 * x + 2]) * kx
                                     }
-                                    dst[dstRow + xx * c + ch] = clip8(ss)
+                                    dstRow[3 * xx] = clip8(s0)
+                                    dstRow[3 * xx + 1] = clip8(s1)
+                                    dstRow[3 * xx + 2] = clip8(s2)
+                                } else {
+                                    var s0 = half
+                                    for x in 0..<n { s0 += Int(p[x]) * Int(k[x]) }
+                                    dstRow[xx] = clip8(s0)
                                 }
                             }
                         }
@@ -128,18 +139,22 @@ public enum PILResize {
         let rowShift = width != img.width ? vertical.first[0] : 0
         var out = Image8(width: width, height: height, channels: c)
         let rowLength = width * c
-        current.pixels.withUnsafeBufferPointer { src in
-            out.pixels.withUnsafeMutableBufferPointer { dst in
-                vertical.weights.withUnsafeBufferPointer { wts in
+        // Whole rows at a time: the accumulation over taps runs along contiguous memory.
+        var accumulator = [Int](repeating: 0, count: rowLength)
+        current.pixels.withUnsafeBufferPointer { srcBuffer in
+            out.pixels.withUnsafeMutableBufferPointer { dstBuffer in
+                accumulator.withUnsafeMutableBufferPointer { accBuffer in
+                    let src = srcBuffer.baseAddress!, dst = dstBuffer.baseAddress!, acc = accBuffer.baseAddress!
                     for yy in 0..<height {
                         let ymin = vertical.first[yy] - rowShift, n = vertical.count[yy], kb = yy * vertical.ksize
-                        for i in 0..<rowLength {
-                            var ss = half
-                            for y in 0..<n {
-                                ss += Int(src[(ymin + y) * rowLength + i]) * Int(wts[kb + y])
-                            }
-                            dst[yy * rowLength + i] = clip8(ss)
+                        acc.update(repeating: half, count: rowLength)
+                        for y in 0..<n {
+                            let k = Int(vertical.weights[kb + y])
+                            let row = src + (ymin + y) * rowLength
+                            for i in 0..<rowLength { acc[i] += Int(row[i]) * k }
                         }
+                        let d = dst + yy * rowLength
+                        for i in 0..<rowLength { d[i] = clip8(acc[i]) }
                     }
                 }
             }

@@ -31,9 +31,16 @@ public func convertToFloat32(_ src: UnsafeRawPointer, dtype: DType, count: Int,
     case .float32:
         memcpy(dst, src, count * 4)
     case .float16:
+        // Exact and branch-free (vectorises): half bits shifted into float position and scaled by
+        // 2^112 give every finite value, subnormals included; infinities and NaNs are patched.
+        let scale = Float(bitPattern: 0x7780_0000)
         for i in 0..<count {
-            let bits = src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)
-            dst[i] = Float(Float16(bitPattern: bits))
+            let h = UInt32(src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
+            let magnitude = h & 0x7FFF
+            let finite = Float(bitPattern: magnitude << 13) * scale
+            let special = Float(bitPattern: 0x7F80_0000 | ((magnitude & 0x03FF) << 13))
+            let value = magnitude >= 0x7C00 ? special : finite
+            dst[i] = Float(bitPattern: value.bitPattern | ((h & 0x8000) << 16))
         }
     case .bfloat16:
         for i in 0..<count {

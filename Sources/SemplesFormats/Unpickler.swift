@@ -301,6 +301,7 @@ public struct Unpickler {
 
     static let allowedGlobals: Set<String> = [
         "collections.OrderedDict",
+        "argparse.Namespace",  // the training arguments some checkpoints carry: an inert record
         "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2",
         "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
         "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
@@ -424,8 +425,9 @@ public struct Unpickler {
     }
 
     private func newObject(_ cls: Node, _ argNode: Node, _ at: Int) throws -> Node {
-        guard case .global(let module, let name) = cls.kind, module.hasPrefix("__torch__"), allowTorchScript else {
-            throw FormatError(path, "NEWOBJ at byte \(at) on something other than a TorchScript class; refused")
+        guard case .global(let module, let name) = cls.kind,
+              (module.hasPrefix("__torch__") && allowTorchScript) || (module == "argparse" && name == "Namespace") else {
+            throw FormatError(path, "NEWOBJ at byte \(at) on something other than a TorchScript class or argparse.Namespace; refused")
         }
         return pool.make(.object(module + "." + name, nil))
     }

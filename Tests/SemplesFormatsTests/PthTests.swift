@@ -22,6 +22,20 @@ final class PthTests: XCTestCase {
         XCTAssertEqual(root["epoch"]?.intValue, 7)
         XCTAssertEqual(root["miou"]?.doubleValue, 0.6123456789)
         XCTAssertEqual(root["name"]?.stringValue, "tiny")
+        // numpy scalars, tuples and the integer encodings of protocol 2.
+        XCTAssertEqual(root["np_miou"]?.doubleValue, 0.625)
+        XCTAssertEqual(root["np_epoch"]?.intValue, 9)
+        XCTAssertEqual(root["np_f32"]?.doubleValue, 1.5)
+        guard case .tuple(let betas)? = root["betas"], case .list(let flags)? = root["flags"] else {
+            return XCTFail("betas/flags have the wrong kinds")
+        }
+        XCTAssertEqual(betas.compactMap(\.doubleValue), [0.9, 0.999])
+        XCTAssertEqual(flags.count, 5)
+        if case .bool(true) = flags[0] {} else { XCTFail("\(flags[0].kindName)") }
+        if case .none = flags[1] {} else { XCTFail("\(flags[1].kindName)") }
+        XCTAssertEqual(flags[2].intValue, -70000)
+        XCTAssertEqual(flags[3].intValue, 1 << 40)
+        XCTAssertEqual(flags[4].doubleValue, -1.5e-300)
         let sd = try Pth.stateDict(path, key: "model")
         try assertMatchesExpected(sd, fixture("torch/checkpoint.expected.safetensors"))
         XCTAssertEqual(sd["half"]?.dtype, .float16)
@@ -33,6 +47,16 @@ final class PthTests: XCTestCase {
         // File order is kept.
         XCTAssertEqual(try Pth.orderedStateDict(path, key: "model").first?.name, "cls_token")
         assertFormatError(path, contains: "no key 'weights'") { try Pth.stateDict(path, key: "weights") }
+    }
+
+    func testTrainingArgumentsAreAnInertRecord() throws {
+        let path = fixture("torch/with_args.pth")
+        let root = try Pth.load(path)
+        guard case .object(let type, _)? = root["args"] else { return XCTFail("args: \(root["args"]?.kindName ?? "missing")") }
+        XCTAssertEqual(type, "argparse.Namespace")
+        XCTAssertEqual(root["args"]?["data_set"]?.stringValue, "VOC12")
+        XCTAssertEqual(root["args"]?["lr"]?.doubleValue, 0.0005)
+        XCTAssertEqual(try Pth.stateDict(path, key: "model")["w"]?.tensor.toArray(), [0, 1, 2, 3])
     }
 
     func testStateDictsAtTheRoot() throws {
@@ -96,7 +120,7 @@ final class PthTests: XCTestCase {
         b = torch.load(d + '/btp.pth', weights_only=True)
         assert list(b.keys()) == ['prompts'] and torch.equal(b['prompts'], m['model']['cls_token'])
         r = torch.load(d + '/resaved.pth', weights_only=True)
-        o = torch.load(sys.argv[2], weights_only=True)
+        o = torch.load(sys.argv[2], weights_only=False)  # the fixture holds numpy scalars
         for k, v in o['model'].items():
             assert r['model'][k].dtype == v.dtype and r['model'][k].stride() == v.stride() and torch.equal(r['model'][k], v), k
         assert r['epoch'] == 7

@@ -47,3 +47,31 @@ final class SafeTensorsTests: XCTestCase {
         assertFormatError(dtype, contains: "unsupported dtype") { try SafeTensors.read(dtype) }
     }
 }
+
+final class ConversionTests: XCTestCase {
+    func testHalfToFloatIsExactForEveryBitPattern() {
+        let bits = (0...0xFFFF).map { UInt16($0) }
+        var out = [Float](repeating: 0, count: bits.count)
+        bits.withUnsafeBytes { raw in
+            out.withUnsafeMutableBufferPointer { convertToFloat32(raw.baseAddress!, dtype: .float16, count: bits.count, into: $0.baseAddress!) }
+        }
+        for (b, v) in zip(bits, out) {
+            let expected = Float(Float16(bitPattern: b))
+            if expected.isNaN {
+                XCTAssertTrue(v.isNaN, "\(b)")
+            } else {
+                XCTAssertEqual(v.bitPattern, expected.bitPattern, "half bits \(String(b, radix: 16))")
+            }
+        }
+    }
+
+    func testCRC32MatchesKnownValues() {
+        XCTAssertEqual(CRC32.checksum(Data("123456789".utf8)), 0xCBF4_3926)
+        XCTAssertEqual(CRC32.checksum(Data()), 0)
+        let long = Data((0..<1000).map { UInt8($0 % 251) })
+        // Bytewise reference.
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in long { c = CRC32.tables[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+        XCTAssertEqual(CRC32.checksum(long), c ^ 0xFFFF_FFFF)
+    }
+}

@@ -33,7 +33,7 @@ func temporaryDirectory(_ test: XCTestCase) -> String {
 func npyImage(_ relative: String) throws -> Image8 {
     let a = try Npy.readArray(fixture(relative))
     XCTAssertEqual(a.dtype, .uint8)
-    let bytes = [UInt8](UnsafeRawBufferPointer(start: a.source.base + a.offset, count: a.count))
+    let bytes = [UInt8](a.rawBytes)
     return Image8(width: a.shape[1], height: a.shape[0], channels: a.shape.count == 3 ? a.shape[2] : 1, pixels: bytes)
 }
 

@@ -107,6 +107,24 @@ final class CAMEvaluateJobTests: XCTestCase {
         let t = try XCTUnwrap(r.metrics["threshold"])
         XCTAssertTrue(t >= 0.40 && t <= 0.59)
         XCTAssertTrue(FileManager.default.fileExists(atPath: evalOut.path + "/metrics.json"))
+        // All-background baseline, computed here from the ground truth: only the background class
+        // scores (its pixels over all counted pixels); every other present class scores 0.
+        var backgroundPixels = 0, countedPixels = 0
+        var present = Set<UInt8>()
+        for id in ids {
+            let gt = try ImageIO.readLabels(data + "/voc12/VOCdevkit/VOC2012/SegmentationClassAug/\(id).png")
+            for v in gt.pixels where v != 255 {
+                countedPixels += 1
+                if v == 0 { backgroundPixels += 1 }
+                present.insert(v)
+            }
+        }
+        let expected = Double(backgroundPixels) / Double(countedPixels) / Double(present.count)
+        let background = try XCTUnwrap(r.metrics["baseline_all_background_miou"])
+        XCTAssertEqual(background, expected, accuracy: 1e-12)
+        let everywhere = try XCTUnwrap(r.metrics["baseline_label_everywhere_miou"])
+        XCTAssertTrue(background > 0 && background < 1)
+        XCTAssertTrue(everywhere > 0 && everywhere < 1)
         let plot = try ImageIO.read(evalOut.path + "/miou_curve.png")
         XCTAssertGreaterThan(plot.width, 100)
     }

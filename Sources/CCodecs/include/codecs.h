@@ -34,8 +34,12 @@ int semples_png_encode(const uint8_t *pixels, int width, int height, int channel
                        const uint8_t *palette, int palette_count,
                        uint8_t **out_data, size_t *out_size, char *error, size_t error_size);
 
+/// Encodes 8-bit grey (channels 1) or RGB (channels 3) pixels as a baseline JPEG of the given
+/// quality (1-100) into a malloc'd buffer. Returns 0 on success.
+int semples_jpeg_encode(const uint8_t *pixels, int width, int height, int channels, int quality,
+                        uint8_t **out_data, size_t *out_size, char *error, size_t error_size);
+
 void semples_codecs_free(void *p);
 
-#include "jpeg_encode.h"
 
 #endif

@@ -115,8 +115,6 @@ public enum JobRunner {
         case .weaktr: return try WeakTrJob(manifest: manifest)
         case .train: return try StageJob(manifest: manifest)
         case .pipeline: return try PipelineJob(manifest: manifest)
-        default:
-            throw ManifestError(file: manifest.file, key: "job", "'\(manifest.job.rawValue)' jobs are not available in this version")
         }
     }
 }

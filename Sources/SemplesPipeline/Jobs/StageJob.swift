@@ -5,7 +5,7 @@ import SemplesManifest
 import SemplesModels
 
 /// `job: train` with `stage: a | b | c` — one SemPLeS training stage (spec §3, §4): CLIP and the
-/// class-text features loaded once, the augmenting background loader, the stage's trainer with
+/// class-text features loaded once, the augmenting background loader (§4.2), the stage's trainer with
 /// per-epoch CAM evaluation in (a)/(c). Outputs: `checkpoint_best_mIoU.pth` (with an evaluation
 /// list) and `checkpoint.pth` in (a)/(c), `btp.pth` in (b); `history.json`, `loss_curve.png`,
 /// `miou_per_epoch.png`. Resumable from `training.safetensors` in the output folder.
@@ -84,7 +84,7 @@ public struct StageJob: Job {
 
         let loader = TrainingBatchLoader(imagePaths: ids.map { train.imagePath($0) },
                                          labels: ids.map { train.labelVector($0)! }, batchSize: settings.batchSize,
-                                         transform: TrainingTransform(size: S), seed: UInt64(m.seed))
+                                         transform: Self.transform(stage: stage, size: S), seed: UInt64(m.seed))
         let trainer = try SemPLeSTrainer(settings: settings, source: loader, weakTrStateDict: weakTr, classCount: C,
                                          reduction: m.reduction, pooling: WeakTrPooling(rawValue: m.poolType.rawValue)!,
                                          clip: clip, classText: classText, prompts: prompts,
@@ -113,6 +113,12 @@ public struct StageJob: Job {
                 + ["checkpoint.pth", "history.json", "loss_curve.png"]
         }
         return JobOutcome(metrics: metrics, outputs: outputs)
+    }
+
+    /// Training augmentation (spec §4.2): (a)/(c) random resized crop, flip, RandAugment
+    /// rand-m9-mstd0.5-inc1 and pixel-mode random erasing; (b) crop and flip only.
+    public static func transform(stage: SemPLeSStage, size: Int) -> TrainingTransform {
+        stage == .b ? TrainingTransform(size: size) : TrainingTransform(size: size, extra: TrainingAugmentation.stageAC.postCrop)
     }
 
     /// The model a finished (a)/(c) run hands on: the best-mIoU checkpoint when there is one.

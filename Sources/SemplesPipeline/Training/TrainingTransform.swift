@@ -5,7 +5,7 @@ import SemplesFormats
 /// Where the rest of the training augmentation of spec §4.2 plugs in (RandAugment on the pixels
 /// after crop and flip; RandomErasing on the normalised tensor). Implementations draw only from
 /// the generator they are given, so a run repeats from its seed.
-public protocol TrainingAugmentation: Sendable {
+public protocol AugmentationStage: Sendable {
     /// Applied to the cropped, resized and flipped RGB image, before normalisation.
     func augment(_ image: Image8, generator: inout SeededGenerator) -> Image8
     /// Applied to the normalised [3, S, S] image in place.
@@ -19,12 +19,12 @@ public struct TrainingTransform: Sendable {
     public var scale: ClosedRange<Double> = 0.08...1.0
     public var ratio: ClosedRange<Double> = (3.0 / 4.0)...(4.0 / 3.0)
     public var flipProbability: Double = 0.5
-    public var extra: (any TrainingAugmentation)?
+    public var extra: (any AugmentationStage)?
 
     public static let mean: [Float] = [0.485, 0.456, 0.406]
     public static let std: [Float] = [0.229, 0.224, 0.225]
 
-    public init(size: Int, extra: (any TrainingAugmentation)? = nil) {
+    public init(size: Int, extra: (any AugmentationStage)? = nil) {
         self.size = size
         self.extra = extra
     }
