@@ -21,14 +21,14 @@ struct BenchCommand: ParsableCommand {
 
     @Option(help: "Threads for both engines (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Timed iterations per figure.") var iterations: Int = 10
-    @Option(help: "Sections to run, comma-separated: engine, cam, clip, formats (default: all).") var only: String?
+    @Option(help: "Sections to run, comma-separated: engine, cam, clip, formats, semples (default: all).") var only: String?
     @Option(help: "Images timed in the cam section.") var camImages: Int = 4
     @Option(help: "Python with torch for the PyTorch side.") var python: String?
     @Flag(help: "Skip PyTorch even when available.") var noTorch = false
     @Flag(help: "Print JSON instead of a table.") var json = false
 
     func run() throws {
-        let known: Set<String> = ["engine", "cam", "clip", "formats"]
+        let known: Set<String> = ["engine", "cam", "clip", "formats", "semples"]
         let sections = only.map { Set($0.split(separator: ",").map(String.init)) } ?? known
         if let bad = sections.subtracting(known).first {
             throw ValidationError("unknown section '\(bad)'; known: \(known.sorted().joined(separator: ", "))")
@@ -53,6 +53,9 @@ struct BenchCommand: ParsableCommand {
         }
         if sections.contains("formats") {
             lines += try FormatsBenchSection.run(threads: threads, iterations: max(3, iterations / 3), torch: torch, log: log)
+        }
+        if sections.contains("semples") {
+            lines += SemPLeSBenchSection.run(threads: threads, iterations: iterations, torch: torch, log: log)
         }
         let report = BenchReport(threads: threads, torch: torchVersion, lines: lines)
         if json {

@@ -113,8 +113,8 @@ public enum JobRunner {
         case .cam: return try CAMJob(manifest: manifest)
         case .evaluate: return try EvaluateJob(manifest: manifest)
         case .weaktr: return try WeakTrJob(manifest: manifest)
-        default:
-            throw ManifestError(file: manifest.file, key: "job", "'\(manifest.job.rawValue)' jobs are not available in this version")
+        case .train: return try StageJob(manifest: manifest)
+        case .pipeline: return try PipelineJob(manifest: manifest)
         }
     }
 }

@@ -33,10 +33,11 @@ func pairLoss(_ kind: SimilarityLoss.Kind, similarity s: Float, pairs P: Int, we
 /// given), trainable head + AAF, masks with ε = 0.1, CLIP image features of Xfg/Xbg, the losses
 /// of §3.1/§3.3, and the input-only backward through CLIP down to the head and AAF gradients.
 ///
-/// Images are processed one at a time (the loss is a mean over pairs, so the gradients of one
-/// image's pairs are complete once its pairs are done) and an image's pairs go through CLIP in
-/// micro-batches of at most `pairsPerPass` pairs (2 CLIP inputs each). The foreground encoding
-/// is shared by L_OTM and L_refine (spec §3.3).
+/// Images are processed in small groups (the loss is a mean over pairs, so the gradients of an
+/// image are complete once its pairs are done): the group's pairs go through CLIP in
+/// micro-batches of at most `pairsPerPass` pairs (2 CLIP inputs each), then each image's
+/// gradient goes back to the head and AAF. The foreground encoding is shared by L_OTM and
+/// L_refine (spec §3.3).
 public final class SegmentStep {
     public let backbone: WeakTr
     public let head: WeakTrHeadAAF
@@ -52,9 +53,29 @@ public final class SegmentStep {
     /// DropPath maximum rate of the frozen backbone in train mode (spec §2.1.1).
     public var dropPathRate: Float = 0.1
 
-    private let features = WeakTrBackboneFeatures()
-    private let cache = WeakTrHeadAAF.Cache()
     private let arena: Arena
+    private var slots: [ImageSlot] = []
+
+    /// One image's state between its forward and its backward.
+    final class ImageSlot {
+        let features = WeakTrBackboneFeatures()
+        let cache = WeakTrHeadAAF.Cache()
+        let upsampled, masks, statistics, dMasks: Tensor
+        var image = TensorView(UnsafeMutablePointer<Float>(bitPattern: 16)!, [0])
+        var classes: [Int] = []
+        init(classCount C: Int, size S: Int) {
+            upsampled = Tensor([C, S, S])
+            masks = Tensor([C, S, S])
+            statistics = Tensor([C, 4])
+            dMasks = Tensor([C, S, S])
+        }
+    }
+
+    private func slot(_ i: Int, classCount C: Int, size S: Int) -> ImageSlot {
+        while slots.count <= i { slots.append(ImageSlot(classCount: C, size: S)) }
+        if slots[i].masks.shape != Shape([C, S, S]) { slots[i] = ImageSlot(classCount: C, size: S) }
+        return slots[i]
+    }
 
     public init(backbone: WeakTr, head: WeakTrHeadAAF, clip: CLIPModel, classText: Tensor, refinePrompts: Tensor?,
                 hypers: [Float], epsilon: Float = SemPLeSMasks.segmentEpsilon, pairsPerPass: Int = 4) {
@@ -86,32 +107,28 @@ public final class SegmentStep {
         guard !allPairs.isEmpty else { return terms }
         let P = allPairs.count
         let h0 = hypers[0], h1 = hypers.count > 1 ? hypers[1] : 0
-        for n in 0..<B {
-            let ks = allPairs.filter { $0.image == n }.map(\.classIndex)
-            if ks.isEmpty { continue }   // no pair, no gradient (skip the forward too)
-            let image = images[n]
-            var scales: [Float]? = nil
-            if generator != nil { scales = backbone.sampleDropPathScales(maximum: dropPathRate, generator: &generator!) }
-            backbone.backboneFeatures(image, into: features, dropPathScales: scales)
-            head.forward(features, cache: cache)
-            let hp = features.patchRows, wp = features.patchColumns
-            let up = Tensor([C, S, S]), masks = Tensor([C, S, S]), stats = Tensor([C, 4])
-            SemPLeSMasks.forward(fine: cache.fine.view, epsilon: epsilon, upsampled: up.view, masks: masks.view,
-                                 statistics: stats.view)
-            let dMasks = Tensor([C, S, S])
-            for start in stride(from: 0, to: ks.count, by: pairsPerPass) {
-                let group = Array(ks[start..<min(ks.count, start + pairsPerPass)])
-                let g = group.count
+        // Images are taken in groups whose pairs fill one CLIP micro-batch, so CLIP runs on up
+        // to 2·pairsPerPass inputs at a time; each image keeps its own head/AAF state until its
+        // pairs are done.
+        var group: [ImageSlot] = []
+        var groupPairs = 0
+        func flush() {
+            let work = group.enumerated().flatMap { (slot, s) in s.classes.map { (slot: slot, k: $0) } }
+            for start in stride(from: 0, to: work.count, by: pairsPerPass) {
+                let chunk = Array(work[start..<min(work.count, start + pairsPerPass)])
+                let g = chunk.count
                 arena.reset()
                 // Rows 0..<g: foregrounds; rows g..<2g: backgrounds.
                 let inputs = arena.allocate([2 * g, 3, S, S])
-                for (i, k) in group.enumerated() {
-                    SemPLeSMasks.compose(image: image, mask: masks.view[k], foreground: inputs[i], background: inputs[g + i])
+                for (i, w) in chunk.enumerated() {
+                    let s = group[w.slot]
+                    SemPLeSMasks.compose(image: s.image, mask: s.masks.view[w.k], foreground: inputs[i], background: inputs[g + i])
                 }
                 let feats = arena.allocate([2 * g, E])
                 let pass = clip.image.forward(inputs, into: feats, arena: arena, keepActivations: true)
                 let dFeats = arena.zeros([2 * g, E])
-                for (i, k) in group.enumerated() {
+                for (i, w) in chunk.enumerated() {
+                    let k = w.k
                     let text = classText.view[k].reshaped([1, E])
                     let fg = feats[i].reshaped([1, E]), bg = feats[g + i].reshaped([1, E])
                     let sFg = cosine(fg, text), sBg = cosine(bg, text)
@@ -120,6 +137,7 @@ public final class SegmentStep {
                     backwardCosine(dFg, fg, text, into: dFeats[i].reshaped([1, E]))
                     backwardCosine(dBg, bg, text, into: dFeats[g + i].reshaped([1, E]))
                     if let prompts = refinePrompts {
+                        // The foreground features are shared by L_OTM and L_refine (spec §3.3).
                         let b = prompts.view[k].reshaped([1, E])
                         let sRef = cosine(fg, b)
                         let dRef = pairLoss(.negativeLogOneMinus, similarity: sRef, pairs: P, weight: h1, loss: &terms.refine)
@@ -128,16 +146,39 @@ public final class SegmentStep {
                 }
                 let dInputs = arena.zeros([2 * g, 3, S, S])
                 clip.image.backward(dFeats, pass: pass, imagesGradient: dInputs, arena: arena)
-                for (i, k) in group.enumerated() {
-                    SemPLeSMasks.maskGradient(image: image, foreground: dInputs[i], background: dInputs[g + i],
-                                              into: dMasks.view[k])
+                for (i, w) in chunk.enumerated() {
+                    let s = group[w.slot]
+                    SemPLeSMasks.maskGradient(image: s.image, foreground: dInputs[i], background: dInputs[g + i],
+                                              into: s.dMasks.view[w.k])
                 }
             }
-            let dFine = Tensor([C, hp, wp])
-            SemPLeSMasks.backward(dMasks.view, upsampled: up.view, statistics: stats.view, epsilon: epsilon,
-                                  dFine: dFine.view, maps: ks)
-            head.backward(dFine.view, features: features, cache: cache)
+            for s in group {
+                let dFine = Tensor([C, s.features.patchRows, s.features.patchColumns])
+                SemPLeSMasks.backward(s.dMasks.view, upsampled: s.upsampled.view, statistics: s.statistics.view,
+                                      epsilon: epsilon, dFine: dFine.view, maps: s.classes)
+                head.backward(dFine.view, features: s.features, cache: s.cache)
+            }
+            group.removeAll()
+            groupPairs = 0
         }
+        for n in 0..<B {
+            let ks = allPairs.filter { $0.image == n }.map(\.classIndex)
+            if ks.isEmpty { continue }   // no pair, no gradient (skip the forward too)
+            let slot = slot(group.count, classCount: C, size: S)
+            slot.image = images[n]
+            slot.classes = ks
+            var scales: [Float]? = nil
+            if generator != nil { scales = backbone.sampleDropPathScales(maximum: dropPathRate, generator: &generator!) }
+            backbone.backboneFeatures(slot.image, into: slot.features, dropPathScales: scales)
+            head.forward(slot.features, cache: slot.cache)
+            SemPLeSMasks.forward(fine: slot.cache.fine.view, epsilon: epsilon, upsampled: slot.upsampled.view,
+                                 masks: slot.masks.view, statistics: slot.statistics.view)
+            slot.dMasks.view.zero()
+            group.append(slot)
+            groupPairs += ks.count
+            if groupPairs >= pairsPerPass { flush() }
+        }
+        flush()
         terms.total = terms.otm + h0 * terms.btm + h1 * terms.refine
         return terms
     }

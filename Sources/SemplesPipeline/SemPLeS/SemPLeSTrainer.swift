@@ -204,6 +204,7 @@ public final class SemPLeSTrainer {
         let S = imageSize
         let images = Tensor([settings.batchSize, 3, S, S]), targets = Tensor([settings.batchSize, classCount])
         var lastSave = Date()
+        let runStart = Date(), doneAtStart = state.epoch * perEpoch + state.batch
         while state.epoch < settings.epochs {
             let epoch = state.epoch
             optimizer.learningRate = settings.schedule.learningRate(forEpoch: epoch)
@@ -222,8 +223,14 @@ public final class SemPLeSTrainer {
                 }
                 progress(epoch * perEpoch + state.batch, total)
                 if state.batch % max(1, perEpoch / 10) == 0 || state.batch == perEpoch {
-                    log(String(format: "stage %@ epoch %d/%d iteration %d/%d loss %.4f lr %.3g", settings.stage.rawValue,
-                               epoch + 1, settings.epochs, state.batch, perEpoch, terms["loss"] ?? 0, optimizer.learningRate))
+                    let done = epoch * perEpoch + state.batch
+                    let rate = Double(done - doneAtStart) / max(Date().timeIntervalSince(runStart), 1e-9)
+                    let shown = terms.filter { $0.key != "loss" }.sorted { $0.key < $1.key }
+                        .map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(separator: " ")
+                    log(String(format: "stage %@ epoch %d/%d iteration %d/%d loss %.4f (%@) lr %.3g, %.2f images/s, ETA %@",
+                               settings.stage.rawValue, epoch + 1, settings.epochs, state.batch, perEpoch,
+                               state.lossCurve.last?[1] ?? 0, shown, optimizer.learningRate,
+                               rate * Double(settings.batchSize), formatDuration(Double(total - done) / max(rate, 1e-9))))
                 }
                 if Date().timeIntervalSince(lastSave) >= settings.checkpointMinutes * 60 && state.batch < perEpoch {
                     try save(state)
@@ -231,6 +238,8 @@ public final class SemPLeSTrainer {
                 }
             }
             source.stop()
+            // Iterations done: a stop during the epoch evaluation resumes straight at it.
+            try save(state)
             try finishEpoch(&state)
             try save(state)
             lastSave = Date()
