@@ -13,5 +13,7 @@ if ! "$venv/bin/python" -c "import torch, numpy, PIL, safetensors, scipy, pydens
     "$venv/bin/pip" install -q torch numpy pillow safetensors scipy pydensecrf2
     # OpenAI's tokenizer and model code, the reference for the CLIP fixtures.
     "$venv/bin/pip" install -q --no-deps clip-anytorch ftfy regex wcwidth
+    # timm 0.5.4's scheduler and augmentation files, the reference for the schedule fixtures.
+    "$venv/bin/pip" install -q --no-deps timm==0.5.4
 fi
 echo "$venv/bin/python"
