@@ -66,6 +66,69 @@ final class DocsTests: XCTestCase {
         }
     }
 
+    /// Whether the parser takes `key` in a manifest of `job` (a refused key is "not used by" that job).
+    func accepts(_ key: String, job: JobKind) -> Bool {
+        do {
+            _ = try Manifest.parse("job: \(job.rawValue)\n\(key): 1\n", file: "probe.yaml", checkFiles: false)
+        } catch let e as ManifestError {
+            return !(e.key == key && (e.problem.hasPrefix("not used by") || e.problem.hasPrefix("unknown key")))
+        } catch {}
+        return true
+    }
+
+    /// The job columns of docs/manifest.md's key tables, and its "accepted but not used" list, agree
+    /// with what the parser accepts for each job kind.
+    func testManifestTablesMatchTheParser() throws {
+        let markdown = try text("docs/manifest.md")
+        let kinds = JobKind.allCases
+        var documented: [String: Set<JobKind>] = [:]
+        var section = ""
+        for line in markdown.components(separatedBy: "\n") {
+            if line.hasPrefix("#") { section = line; continue }
+            guard line.hasPrefix("| `") else { continue }
+            let cells = line.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard cells.count > 3 else { continue }
+            let keys = try captures("`([a-z_]+)`", in: cells[1])
+            var jobs = Set<JobKind>()
+            if section.contains("job: weaktr") {
+                jobs = [.weaktr]
+            } else if cells[2] == "all" {
+                jobs = Set(kinds)
+            } else {
+                jobs = Set(try captures("`([a-z]+)`", in: cells[2]).compactMap(JobKind.init(rawValue:)))
+            }
+            if section.hasPrefix("## Job kinds") { continue }
+            for key in keys { documented[key, default: []].formUnion(jobs) }
+        }
+        XCTAssertGreaterThan(documented.count, 20, "the key tables of docs/manifest.md were not found")
+
+        var unused: [String: Set<JobKind>] = [:]
+        if let start = markdown.range(of: "### Accepted but not used") {
+            let rest = markdown[start.upperBound...]
+            let paragraph = rest[..<(rest.range(of: "\n## ")?.lowerBound ?? rest.endIndex)]
+            let body = paragraph.components(separatedBy: "effect there:").last ?? ""
+            for clause in body.split(separator: ";") {
+                let parts = clause.components(separatedBy: " in ")
+                guard parts.count == 2 else { continue }
+                let jobs = try captures("`([a-z]+)`", in: parts[1]).compactMap(JobKind.init(rawValue:))
+                for key in try captures("`([a-z_]+)`", in: parts[0]) { unused[key, default: []].formUnion(jobs) }
+            }
+        }
+        for key in try manifestKeys() where key != "job" {
+            for kind in kinds {
+                let takes = accepts(key, job: kind)
+                let listed = documented[key]?.contains(kind) ?? false
+                let idle = unused[key]?.contains(kind) ?? false
+                if takes && !listed && !idle {
+                    XCTFail("'\(key)' is accepted by '\(kind.rawValue)' jobs, but docs/manifest.md does not say so")
+                }
+                if !takes && (listed || idle) {
+                    XCTFail("docs/manifest.md says '\(key)' is taken by '\(kind.rawValue)' jobs, but the parser refuses it")
+                }
+            }
+        }
+    }
+
     /// `commandName: "x"` of every command under Sources/semples, with the parent for nested ones.
     func subcommands() throws -> (top: [String], nested: [String: [String]]) {
         let folder = Self.root.appendingPathComponent("Sources/semples")
