@@ -30,6 +30,26 @@ date="${SEMPLES_DOCS_DATE:-$(git log -1 --format=%cs 2>/dev/null || date +%F)}"
 "$tool" "$build/semples" --section 1 --date "$date" -o man
 "$tool" "$build/semplesd" --section 8 --date "$date" -o man
 
+# Hand-written sections from man/extra/: configuration, environment and files before EXIT
+# STATUS, SEE ALSO at the end.
+for page in semples.1 semplesd.8; do
+  extra="man/extra/$page.in"
+  [ -e "$extra" ] || continue
+  awk -v extra="$extra" '
+    BEGIN {
+      tail = 0
+      while ((getline line < extra) > 0) {
+        if (line ~ /^\.Sh "?SEE ALSO/) tail = 1
+        if (tail) after = after line "\n"; else before = before line "\n"
+      }
+    }
+    /^\.Sh "?EXIT STATUS/ && !done { printf "%s", before; done = 1 }
+    { print }
+    END { if (!done) printf "%s", before; printf "%s", after }
+  ' "man/$page" > "man/$page.tmp"
+  mv "man/$page.tmp" "man/$page"
+done
+
 for bin in semples semplesd; do
   "$build/$bin" --generate-completion-script bash > "completions/$bin.bash"
   "$build/$bin" --generate-completion-script zsh > "completions/_$bin"
