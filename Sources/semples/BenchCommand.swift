@@ -28,7 +28,7 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
 
     func run() throws {
-        let known: Set<String> = ["engine", "cam", "clip", "formats", "semples"]
+        let known: Set<String> = ["engine", "cam", "clip", "formats", "train", "semples"]
         let sections = only.map { Set($0.split(separator: ",").map(String.init)) } ?? known
         if let bad = sections.subtracting(known).first {
             throw ValidationError("unknown section '\(bad)'; known: \(known.sorted().joined(separator: ", "))")
@@ -53,6 +53,9 @@ struct BenchCommand: ParsableCommand {
         }
         if sections.contains("formats") {
             lines += try FormatsBenchSection.run(threads: threads, iterations: max(3, iterations / 3), torch: torch, log: log)
+        }
+        if sections.contains("train") {
+            lines += TrainingBenchSection.run(threads: threads, steps: max(3, iterations / 3), torch: torch, log: log)
         }
         if sections.contains("semples") {
             lines += SemPLeSBenchSection.run(threads: threads, iterations: iterations, torch: torch, log: log)
