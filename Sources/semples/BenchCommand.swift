@@ -21,6 +21,7 @@ struct BenchCommand: ParsableCommand {
 
     @Option(help: "Threads for both engines (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Timed iterations per figure.") var iterations: Int = 10
+    @Option(help: "Alternating semples/PyTorch rounds of the engine figures.") var rounds: Int = 3
     @Option(help: "Sections to run, comma-separated: engine, cam, clip, formats, semples (default: all).") var only: String?
     @Option(help: "Images timed in the cam section.") var camImages: Int = 4
     @Option(help: "Python with torch for the PyTorch side.") var python: String?
@@ -43,7 +44,7 @@ struct BenchCommand: ParsableCommand {
         }
         var lines: [BenchLine] = []
         if sections.contains("engine") {
-            lines += EngineBenchSection.run(threads: threads, iterations: iterations, torch: torch, log: log)
+            lines += EngineBenchSection.run(threads: threads, iterations: iterations, rounds: rounds, torch: torch, log: log)
         }
         if sections.contains("cam") {
             lines += try WeakTrBenchSection.run(threads: threads, images: camImages, torch: torch, log: log)
