@@ -37,50 +37,88 @@ stop_daemon() {
 trap stop_daemon EXIT
 trap 'echo; echo "demo: interrupted; the job stays queued and continues the next time semplesd runs"; exit 130' INT TERM
 
-say "submitting $manifest"
-submitted=$("$bin/semples" submit --spool "$spool" --json --wait 30 "$manifest")
-echo "$submitted"
-id=$(printf '%s' "$submitted" | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d[0] if isinstance(d,list) else d; print(d.get("id") or d.get("job",{}).get("id",""))' 2>/dev/null || true)
-[ -n "$id" ] || { echo "demo: could not read the job id from 'semples submit'" >&2; exit 1; }
+# Submits one manifest and waits for it to end; sets $id, $state and $outbox.
+run_job() {
+    local manifest=$1 label=$2
+    say "$label: submitting $manifest"
+    local submitted
+    submitted=$("$bin/semples" submit --spool "$spool" --json --wait 30 "$manifest")
+    id=$(printf '%s' "$submitted" | sed -n 's/.*"id" *: *"\([^"]*\)".*/\1/p' | head -n 1)
+    [ -n "$id" ] || { echo "demo: 'semples submit' did not report a job id:"; echo "$submitted"; exit 1; } >&2
+    local start
+    start=$(date +%s)
+    while :; do
+        state=$("$bin/semples" show --spool "$spool" --json "$id" | sed -n 's/^    "state" *: *"\([^"]*\)".*/\1/p' | head -n 1)
+        case "$state" in succeeded|failed|cancelled) break ;; esac
+        local line
+        line=$("$bin/semples" status --spool "$spool" 2>/dev/null | grep -F "$id" | head -n 1 || true)
+        printf '\r\033[K[%4ds] %s' "$(( $(date +%s) - start ))" "${line:-$state}"
+        sleep 3
+    done
+    echo
+    outbox=$("$bin/semples" show --spool "$spool" --json "$id" | sed -n 's/^    "outbox" *: *"\([^"]*\)".*/\1/p' | head -n 1 | sed 's|\\/|/|g')
+    say "$label: job $id $state in $(( $(date +%s) - start ))s; outbox $outbox"
+    if [ "$state" != succeeded ]; then
+        "$bin/semples" logs --spool "$spool" "$id" | tail -n 30
+        exit 1
+    fi
+}
 
-say "job $id: progress (Ctrl-C leaves it queued)"
-start=$(date +%s)
-while :; do
-    state=$("$bin/semples" show --spool "$spool" --json "$id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["job"].get("state",""))')
-    case "$state" in
-        succeeded|failed|cancelled) break ;;
-    esac
-    line=$("$bin/semples" status --spool "$spool" 2>/dev/null | grep -F "$id" | head -n 1 || true)
-    printf '\r\033[K[%4ds] %s' "$(( $(date +%s) - start ))" "${line:-$state}"
-    sleep 5
-done
-echo
-elapsed=$(( $(date +%s) - start ))
+demo_start=$(date +%s)
+root=$(pwd)
+work="$root/data/demo-manifests"
+mkdir -p "$work"
 
-outbox=$("$bin/semples" show --spool "$spool" --json "$id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["job"].get("outbox",""))')
-say "job $id $state in ${elapsed}s; outbox: $outbox"
-if [ "$state" != succeeded ]; then
-    "$bin/semples" logs --spool "$spool" "$id" | tail -n 30
-    exit 1
-fi
-python3 - "$outbox" <<'PY'
-import json, os, sys, glob
-out = sys.argv[1]
-def load(p):
-    with open(p) as f:
-        return json.load(f)
-metrics = sorted(glob.glob(os.path.join(out, "**", "metrics.json"), recursive=True))
-base = sorted(glob.glob(os.path.join(out, "**", "baselines.json"), recursive=True))
-if metrics:
-    m = load(metrics[-1])
-    print(f"CAM mIoU: {100 * m['bestMeanIoU']:.2f}% at background threshold {m['bestThreshold']:.2f} over {m['imageCount']} images")
-    for c in m.get("perClass", []):
-        if c.get("iou") is not None:
-            print(f"  {c['name']:>12}: {100 * c['iou']:.2f}%")
-if base:
-    b = load(base[-1])
-    print(f"baselines: all background {100 * b['all_background_miou']:.2f}%, labelled class everywhere {100 * b['label_everywhere_miou']:.2f}%")
-for pattern, what in (("**/miou_curve.png", "threshold curve"), ("**/*loss*.png", "training curve"), ("**/overlays", "heat-map overlays")):
-    for p in sorted(glob.glob(os.path.join(out, pattern), recursive=True))[:2]:
-        print(f"{what}: {p}")
-PY
+# 1. WeakTr trained from scratch on the synthetic training images (CAM mIoU measured each epoch).
+cat > "$work/demo-weaktr.yaml" <<YAML
+job: weaktr
+name: demo-weaktr
+data_set: VOC12
+data_path: $root/$data
+img_list: $root/$data/voc12/train_aug_id.txt
+img_ms_list: $root/$data/voc12/train_id.txt
+embed_dim: ${DEMO_EMBED_DIM:-96}
+depth: ${DEMO_DEPTH:-4}
+num_heads: ${DEMO_HEADS:-3}
+input_size: ${DEMO_INPUT_SIZE:-112}
+epochs: ${DEMO_EPOCHS:-8}
+batch_size: 16
+lr: ${DEMO_LR:-0.004}
+warmup_epochs: 1
+eval_start: 5
+reduction: 2
+seed: 504
+YAML
+run_job "$work/demo-weaktr.yaml" "1/3 train WeakTr"
+weaktr_outbox=$outbox
+
+# 2. CAMs of the evaluation images with the best checkpoint, with heat-map overlays.
+cat > "$work/demo-cam.yaml" <<YAML
+job: cam
+name: demo-cam
+data_set: VOC12
+data_path: $root/$data
+img_list: $root/$data/voc12/train_id.txt
+resume: $weaktr_outbox/checkpoint_best_mIoU.pth
+reduction: 2
+scales: [1.0, 1.2]
+overlays: true
+YAML
+run_job "$work/demo-cam.yaml" "2/3 CAMs"
+cam_outbox=$outbox
+
+# 3. mIoU with the greedy threshold sweep, beside the trivial baselines.
+cat > "$work/demo-evaluate.yaml" <<YAML
+job: evaluate
+name: demo-evaluate
+data_set: VOC12
+data_path: $root/$data
+img_list: $root/$data/voc12/train_id.txt
+predict_dir: $cam_outbox/cams
+curve: true
+start: 5
+YAML
+run_job "$work/demo-evaluate.yaml" "3/3 evaluate"
+eval_outbox=$outbox
+say "demo finished in $(( $(date +%s) - demo_start ))s"
+"$bin/semples" summary "$weaktr_outbox" "$cam_outbox" "$eval_outbox"

@@ -5,6 +5,7 @@ let commandList: [ParsableCommand.Type] = [
     RunCommand.self,
     BenchCommand.self,
     MakeDatasetCommand.self,
+    SummaryCommand.self,
     ClipCommand.self,
     SubmitCommand.self,
     StatusCommand.self,
