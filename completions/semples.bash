@@ -173,13 +173,13 @@ _semples() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    run|bench|make-dataset|clip|submit|status|show|logs|cancel|hold|release|retry|validate|help)
+    run|bench|make-dataset|summary|clip|submit|status|show|logs|cancel|hold|release|retry|validate|help)
         # Offer subcommand argument completions
         "_semples_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'run bench make-dataset clip submit status show logs cancel hold release retry validate help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'run bench make-dataset summary clip submit status show logs cancel hold release retry validate help' -- "${cur}"))
         ;;
     esac
 }
@@ -209,7 +209,7 @@ _semples_bench() {
     repeating_flags=()
     non_repeating_flags=(--no-torch --json -h --help)
     repeating_options=()
-    non_repeating_options=(--threads --iterations --only --cam-images --python)
+    non_repeating_options=(--threads --iterations --rounds --only --cam-images --python)
     __semples_offer_flags_options 0
 
     # Offer option value completions
@@ -218,6 +218,9 @@ _semples_bench() {
         return
         ;;
     '--iterations')
+        return
+        ;;
+    '--rounds')
         return
         ;;
     '--only')
@@ -254,6 +257,14 @@ _semples_make-dataset() {
         return
         ;;
     esac
+}
+
+_semples_summary() {
+    repeating_flags=()
+    non_repeating_flags=(-h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __semples_offer_flags_options -1
 }
 
 _semples_clip() {
