@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: setup build release test demo bench install fixtures clean
+.PHONY: setup build release test demo bench install fixtures fuzz docs clean
 
 setup:
 	@./scripts/setup-system.sh
@@ -25,10 +25,20 @@ demo: release
 	./scripts/demo.sh
 
 bench: release
-	./scripts/bench.sh
+	.build/release/semples bench
 
 fixtures:
 	./scripts/make-fixtures.sh
+
+# libFuzzer over every file parser, FUZZ_SECONDS each (the test suite runs a short deterministic pass).
+FUZZ_SECONDS ?= 30
+fuzz: setup
+	./scripts/fuzz.sh build
+	./scripts/fuzz.sh all $(FUZZ_SECONDS)
+
+# Man pages and shell completions from the built binaries.
+docs: build
+	./scripts/make-docs.sh
 
 install: release
 	./scripts/install.sh "$(PREFIX)"

@@ -93,6 +93,24 @@ final class WeakTrTests: XCTestCase {
             .map { abs($0 - $1) }.max()!, 1e-3, "the fixture must tell max from avg pooling")
     }
 
+    func testAttentionMemoryChoice() {
+        // 72 maps of N² floats: N = 733 (500×375) is 155 MB, N = 1748 (768×576) is 880 MB.
+        XCTAssertTrue(WeakTrAttentionMemory.standard.keeps(tokens: 733, maps: 72))
+        XCTAssertFalse(WeakTrAttentionMemory.standard.keeps(tokens: 1748, maps: 72))
+        XCTAssertTrue(WeakTrAttentionMemory.keep.keeps(tokens: 1748, maps: 72))
+        XCTAssertFalse(WeakTrAttentionMemory.recompute.keeps(tokens: 10, maps: 72))
+        let model = try? Self.tinyModel()
+        XCTAssertEqual(model?.attentionMemory, .standard)
+        // Recomputing needs less workspace than keeping once the maps dominate.
+        model?.attentionMemory = .recompute
+        let small = model?.workspaceFloats(patchRows: 30, patchColumns: 40) ?? 0
+        model?.attentionMemory = .keep
+        let large = model?.workspaceFloats(patchRows: 30, patchColumns: 40) ?? 0
+        XCTAssertGreaterThan(large, small)
+        XCTAssertGreaterThanOrEqual(large, 6 * 1203 * 1203)
+        XCTAssertLessThan(small, 6 * 1203 * 1203)
+    }
+
     func testStrictLoadingReportsEveryProblem() throws {
         var dict = try Self.tensors("model.safetensors")
         dict.removeValue(forKey: "blocks.1.mlp.fc2.bias")

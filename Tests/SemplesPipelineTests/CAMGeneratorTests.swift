@@ -128,6 +128,17 @@ final class CAMGeneratorTests: XCTestCase {
         }
     }
 
+    func testTooSmallOrGreyImagesAreRejected() throws {
+        let generator = CAMGenerator(model: try Self.model(), scales: [1.0, 0.5])
+        XCTAssertNoThrow(try generator.checkInput(Image8(width: 40, height: 32, channels: 3), source: "a.jpg"))
+        XCTAssertThrowsError(try generator.checkInput(Image8(width: 40, height: 20, channels: 3), source: "b.jpg")) {
+            XCTAssertTrue("\($0)".contains("'b.jpg'") && "\($0)".contains("at scale 0.5"), "\($0)")
+        }
+        XCTAssertThrowsError(try generator.checkInput(Image8(width: 40, height: 40, channels: 1), source: "c.png")) {
+            XCTAssertTrue("\($0)".contains("expected RGB"), "\($0)")
+        }
+    }
+
     func testNoPositiveLabelGivesNoCAMs() throws {
         let expected = try Self.tensors("cams.safetensors")
         let generator = CAMGenerator(model: try Self.model(), scales: [1.0, 1.2])

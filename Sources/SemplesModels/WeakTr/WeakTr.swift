@@ -42,7 +42,8 @@ public struct WeakTrOutput {
 }
 
 /// WeakTr (spec §2.1) in eval mode, for CAM generation: DeiT backbone with C class tokens,
-/// AAF-fused attention, 3×3 conv head, fused and fine CAMs.
+/// AAF-fused attention, 3×3 conv head, fused and fine CAMs. The workspace grows to the largest
+/// input seen and is reused, so one model runs one forward at a time.
 public final class WeakTr {
     public let config: WeakTrConfig
     let weights: WeakTrWeights

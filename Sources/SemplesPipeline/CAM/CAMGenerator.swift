@@ -20,7 +20,8 @@ public struct CAMInput {
 /// Multi-scale CAM generation of spec §5 with one WeakTr model: for each scale the image and its
 /// mirror go through the model; each fine CAM is stretched (bilinear, align_corners false) to the
 /// first entry's size, absent classes are dropped, flips are undone, everything is summed and each
-/// positive class is min-max normalised. Buffers are reused from image to image.
+/// positive class is min-max normalised. Buffers are reused from image to image; one generator
+/// serves one thread at a time. Check inputs from files with `checkInput` first.
 public final class CAMGenerator {
     public let model: WeakTr
     public let scales: [Double]
@@ -30,6 +31,20 @@ public final class CAMGenerator {
         precondition(!scales.isEmpty && scales.allSatisfy { $0 > 0 }, "scales must be positive, got \(scales)")
         self.model = model
         self.scales = scales
+    }
+
+    /// Throws when `image` cannot go through the model at every scale: it must be RGB and at
+    /// least one 16×16 patch in each direction after rescaling. `source` names the file.
+    public func checkInput(_ image: Image8, source: String) throws {
+        guard image.channels == 3 else {
+            throw FormatError(source, "CAM input has \(image.channels) channels, expected RGB")
+        }
+        for s in scales {
+            let size = Self.scaledSize(width: image.width, height: image.height, scale: s)
+            guard size.width >= model.config.patchSize, size.height >= model.config.patchSize else {
+                throw FormatError(source, "image \(image.width)×\(image.height) is \(size.width)×\(size.height) at scale \(s), smaller than one \(model.config.patchSize)×\(model.config.patchSize) patch")
+            }
+        }
     }
 
     /// The size an image of width×height takes at `scale`: Python's round(), half to even.

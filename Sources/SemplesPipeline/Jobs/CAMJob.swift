@@ -52,13 +52,8 @@ public struct CAMJob: Job {
                 continue
             }
             let image = try ImageIO.read(dataset.imagePath(id))
-            let inputs = m.scales.map { scale -> CAMInput in
-                let size = CAMGenerator.scaledSize(width: image.width, height: image.height, scale: scale)
-                let scaled = (size.width == image.width && size.height == image.height)
-                    ? image : PILResize.bicubic(image, width: size.width, height: size.height)
-                return CAMInput(width: scaled.width, height: scaled.height, pixels: scaled.pixels)
-            }
-            let cams = generator.cams(scaledImages: inputs, labels: labels)
+            try generator.checkInput(image, source: dataset.imagePath(id))
+            let cams = generator.cams(for: image, labels: labels)
             // Overlays and masks first: the .npy marks the image as done.
             if m.overlays {
                 for (k, cam) in cams {
