@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates the man pages semples(1) and semplesd(8) and the shell completions (bash, zsh,
 # fish) from the built binaries. It needs a build first (`swift build`, or `swift build -c
-# release` and BUILD=.build/release). The manual generator of swift-argument-parser is built from
-# the package's checkout into .build/manual-tool the first time. man/semples-manifest.5 is
-# written by hand and left alone.
+# release` and BUILD=.build/release); `make docs` builds and runs it. The manual generator of
+# swift-argument-parser is built from the package's checkout into .build/manual-tool the first
+# time. man/semples-manifest.5 is written by hand and left alone.
 # Usage: scripts/make-docs.sh [BUILD_FOLDER]      (default .build/debug)
 set -euo pipefail
 cd "$(dirname "$0")/.."
