@@ -133,6 +133,25 @@ final class SemPLeSJobTests: XCTestCase {
         XCTAssertEqual(a.toArray(), b.toArray())
     }
 
+    func testExampleManifestsParse() throws {
+        let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("examples")
+        for name in ["pipeline-voc.yaml", "train-stage-c-voc.yaml"] {
+            let path = examples.appendingPathComponent(name).path
+            let m = try Manifest.parse(String(contentsOfFile: path, encoding: .utf8), file: path, checkFiles: false)
+            XCTAssertNotNil(m.semples, name)
+            if m.job == .pipeline {
+                let step = StageJob.settings(m, stage: .c)
+                XCTAssertEqual(step.hypers, [2.4, 0.05])
+                XCTAssertEqual(step.schedule.baseLearningRate, 6.4e-5, accuracy: 1e-12)
+                XCTAssertEqual(StageJob.settings(m, stage: .b).batchSize, 128)
+            } else {
+                XCTAssertEqual(m.semples?.stage, "c")
+                XCTAssertEqual(m.semples?.btpPath, "/runs/semples2/btp.pth")
+            }
+        }
+    }
+
     func testBadManifestsAreRefusedBeforeWork() throws {
         try prepare(train: 2, evaluation: 1)
         func refused(_ name: String, _ extra: String, mentions: String) throws {

@@ -118,6 +118,27 @@ final class SemPLeSTrainerTests: XCTestCase {
                                                 outputFolder: try folder("nobtp")))
     }
 
+    func testCheckpointOfOtherSettingsIsRefused() throws {
+        let url = try folder("other")
+        let first = try trainer(.b, into: url)
+        first.checkStop = { throw StopAfter() }
+        XCTAssertThrowsError(try first.run())
+        let stages = try F.tensors("stages.safetensors")
+        let clip = try F.clip()
+        var settings = first.settings
+        settings.learningRate *= 2
+        let second = try SemPLeSTrainer(settings: settings, source: FixtureBatches(stages), weakTrStateDict: F.weakTrStateDict(),
+                                        classCount: F.classCount, reduction: 2, pooling: .max, clip: clip,
+                                        classText: F.classText(clip, stages), template: F.template, outputFolder: url)
+        XCTAssertThrowsError(try second.run()) { XCTAssertTrue("\($0)".contains("other settings"), "\($0)") }
+        settings = first.settings
+        settings.checkpointMinutes = 1
+        let third = try SemPLeSTrainer(settings: settings, source: FixtureBatches(stages), weakTrStateDict: F.weakTrStateDict(),
+                                       classCount: F.classCount, reduction: 2, pooling: .max, clip: clip,
+                                       classText: F.classText(clip, stages), template: F.template, outputFolder: url)
+        XCTAssertNoThrow(try third.run(), "a different checkpoint cadence resumes")
+    }
+
     func testStageOptimizerMatchesEngineAdamW() {
         let a = Parameter(name: "w", dims: [5]), b = Parameter(name: "w", dims: [5])
         var g = SeededGenerator(seed: 1)

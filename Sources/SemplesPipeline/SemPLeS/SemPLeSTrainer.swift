@@ -343,8 +343,15 @@ public final class SemPLeSTrainer {
         guard let json = metadata["state"], let state = try? JSONCoding.decoder.decode(SemPLeSTrainingState.self, from: Data(json.utf8)) else {
             throw FormatError(path, "has no training state; delete it to start over")
         }
+        // Checkpoint cadence and CLIP micro-batch size may change between runs; nothing else.
+        func essential(_ s: SemPLeSSettings) -> SemPLeSSettings {
+            var e = s
+            e.checkpointMinutes = 0
+            e.pairsPerPass = 0
+            return e
+        }
         if let s = metadata["settings"], let saved = try? JSONCoding.decoder.decode(SemPLeSSettings.self, from: Data(s.utf8)),
-           saved != settings {
+           essential(saved) != essential(settings) {
             throw InputError("'\(path)' was written by a run with other settings; use a new output folder or delete it")
         }
         var dict: [String: Tensor] = [:]
