@@ -2,14 +2,15 @@
 # The main job: the daemon on the repository's spool with a demo job, start to finish.
 #   1. a synthetic VOC-layout dataset (data/synthetic, made once, deterministic),
 #   2. semplesd started on spool/ with etc/semplesd.yaml,
-#   3. the demo pipeline submitted (WeakTr trained from scratch → CAMs → evaluation),
-#   4. progress shown until the job ends, then the outbox: mIoU beside trivial baselines, the
-#      threshold curve, heat-map overlays.
-# Run through `make demo` (which installs and builds first). DEMO_MANIFEST picks another manifest.
+#   3. three jobs submitted one after the other: WeakTr trained from scratch, CAMs of the
+#      evaluation images with its best checkpoint, evaluation of those CAMs,
+#   4. progress shown while each runs, then the outboxes: mIoU beside trivial baselines, the
+#      threshold curve, training curves, heat-map overlays.
+# Run through `make demo` (which installs and builds first). DEMO_EPOCHS, DEMO_EMBED_DIM, DEMO_DEPTH,
+# DEMO_HEADS, DEMO_INPUT_SIZE and DEMO_LR change the model and training length.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.build/release
-manifest="${DEMO_MANIFEST:-examples/demo-pipeline.yaml}"
 data=data/synthetic
 spool=spool
 

@@ -14,7 +14,7 @@ struct RunCommand: ParsableCommand {
         Exit codes: 0 succeeded, 1 failed, 2 invalid manifest or inputs, 3 stopped (resumable).
 
         Example:
-          semples run spool/examples/cam-voc.yaml --out runs/cam-voc
+          semples run examples/cam-voc.yaml --out runs/cam-voc
         """)
 
     @Argument(help: "The job manifest (YAML or JSON).") var manifest: String

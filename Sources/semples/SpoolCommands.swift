@@ -38,7 +38,7 @@ struct SubmitCommand: ParsableCommand {
     Checks each manifest, copies it into SPOOL/incoming/ under a temporary name and renames it in, then waits (--wait seconds) for the daemon to accept it and prints the job ID and outbox folder. Relative paths in the manifest are taken from the manifest's own folder and made absolute.
 
     Examples (in a checkout, whose etc/semplesd.yaml names spool/):
-      semples submit spool/examples/cam-voc.yaml
+      semples submit examples/cam-voc.yaml
       semples submit --spool /var/spool/semples --json --wait 0 a.yaml b.yaml
 
     \(ClientExit.help)
@@ -353,7 +353,7 @@ struct RetryCommand: ParsableCommand {
 struct ValidateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "validate", abstract: "Check manifests without submitting them.", discussion: """
     Example:
-      semples validate spool/examples/cam-voc.yaml
+      semples validate examples/cam-voc.yaml
 
     Exit status:
       0   every manifest is valid
