@@ -10,6 +10,7 @@ import argparse
 import importlib.util
 import json
 import os
+import resource
 import time
 
 import numpy as np
@@ -30,6 +31,11 @@ def status_bytes(field):
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def cpu_seconds():
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
 
 
 def reset_peak():
@@ -64,11 +70,14 @@ def main():
     images = [ref.synthetic_image(rng, args.width, args.height) for _ in range(args.images + 1)]
     ref.multiscale_cams(model, images[0], labels, [1.0, 1.2])
     start = time.perf_counter()
+    cpu_start = cpu_seconds()
     for img in images[1:]:
         ref.multiscale_cams(model, img, labels, [1.0, 1.2])
     seconds = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu_start
     print(json.dumps(dict(
         imagesPerSecond=args.images / seconds, secondsPerImage=seconds / args.images, images=args.images,
+        cpuSecondsPerImage=cpu / args.images, attentionMemory="keep",
         threads=args.threads, width=args.width, height=args.height, scales=[1.0, 1.2],
         peakMemoryBytes=max(0, peak - baseline), peakResidentBytes=peak,
         memoryWidth=640, memoryHeight=480, memoryScales=[1.2], torch=torch.__version__), sort_keys=True))

@@ -47,6 +47,24 @@ if [ -d man ]; then
   done
 fi
 
+if [ -d completions ]; then
+  share="$DESTDIR$PREFIX/share"
+  for bin in semples semplesd; do
+    if [ -e "completions/$bin.bash" ]; then
+      install -d "$share/bash-completion/completions"
+      install -m 0644 "completions/$bin.bash" "$share/bash-completion/completions/$bin"
+    fi
+    if [ -e "completions/_$bin" ]; then
+      install -d "$share/zsh/site-functions"
+      install -m 0644 "completions/_$bin" "$share/zsh/site-functions/_$bin"
+    fi
+    if [ -e "completions/$bin.fish" ]; then
+      install -d "$share/fish/vendor_completions.d"
+      install -m 0644 "completions/$bin.fish" "$share/fish/vendor_completions.d/$bin.fish"
+    fi
+  done
+fi
+
 if [ -n "$DESTDIR" ]; then
   install -d "$DESTDIR/var/spool/semples"/{incoming,control,outbox,rejected,.state}
   echo "install: staged under $DESTDIR"

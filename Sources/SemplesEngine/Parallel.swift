@@ -22,12 +22,10 @@ public enum Parallel {
         let blasThreads = BLAS.threads
         BLAS.setThreads(1)
         defer { BLAS.setThreads(blasThreads) }
-        withoutActuallyEscaping(body) { body in
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                let lo = count * w / workers
-                let hi = count * (w + 1) / workers
-                for i in lo..<hi { body(i) }
-            }
+        WorkerPool.shared.run(width: workers) { w in
+            let lo = count * w / workers
+            let hi = count * (w + 1) / workers
+            for i in lo..<hi { body(i) }
         }
     }
 }
@@ -42,13 +40,11 @@ extension Parallel {
             if count > 0 { body(0..<count) }
             return
         }
-        withoutActuallyEscaping(body) { body in
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                // Chunk bounds rounded to multiples of 8 so that SIMD bodies stay aligned to rows.
-                let lo = (count * w / workers) & ~7
-                let hi = w == workers - 1 ? count : (count * (w + 1) / workers) & ~7
-                if lo < hi { body(lo..<hi) }
-            }
+        WorkerPool.shared.run(width: workers) { w in
+            // Chunk bounds rounded to multiples of 8 so that SIMD bodies stay aligned to rows.
+            let lo = (count * w / workers) & ~7
+            let hi = w == workers - 1 ? count : (count * (w + 1) / workers) & ~7
+            if lo < hi { body(lo..<hi) }
         }
     }
 
@@ -59,12 +55,10 @@ extension Parallel {
             for i in 0..<count { body(i) }
             return
         }
-        withoutActuallyEscaping(body) { body in
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                let lo = count * w / workers
-                let hi = count * (w + 1) / workers
-                for i in lo..<hi { body(i) }
-            }
+        WorkerPool.shared.run(width: workers) { w in
+            let lo = count * w / workers
+            let hi = count * (w + 1) / workers
+            for i in lo..<hi { body(i) }
         }
     }
 }

@@ -24,7 +24,7 @@ public enum JobKind: String, CaseIterable, Codable, Sendable {
     case cam, evaluate, train, pipeline, weaktr
 
     /// Kinds this version can run; the others are refused at validation with a clear message.
-    public static let available: Set<JobKind> = [.cam, .evaluate]
+    public static let available: Set<JobKind> = [.cam, .evaluate, .weaktr, .train, .pipeline]
 }
 
 public enum DataSetKind: String, CaseIterable, Codable, Sendable {
@@ -66,6 +66,10 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var camType: DataSetKind?
     public var limit: Int?
     public var seed: Int
+    /// The keys of `job: weaktr` (nil for other jobs).
+    public var weaktr: WeakTrManifest? = nil
+    /// The keys of `job: train` and `job: pipeline` (nil for other jobs).
+    public var semples: SemPLeSManifest? = nil
 
     /// Reads and validates a manifest (YAML or JSON). Throws `ManifestError` before any work starts.
     public static func load(path: String) throws -> Manifest {
@@ -95,14 +99,85 @@ public struct Manifest: Codable, Sendable, Equatable {
     }
 }
 
+/// WeakTr base training keys (`job: weaktr`), mirroring WeakTr:`main.py`'s flags.
+public struct WeakTrManifest: Codable, Sendable, Equatable {
+    /// CAM-evaluation list run after every epoch (`img_ms_list`); nil: no per-epoch evaluation.
+    public var imgMsList: String?
+    public var epochs = 60
+    public var batchSize = 64
+    public var lr = 6e-4
+    public var minLr = 1e-5
+    public var warmupEpochs = 5
+    public var weightDecay = 0.03
+    public var dropPath = 0.1
+    public var inputSize = 224
+    /// `deit_small` (384, 12, 6), `deit_tiny` (192, 12, 3), or the sizes given by the three keys below.
+    public var model = "deit_small"
+    public var embedDim = 384
+    public var depth = 12
+    public var numHeads = 6
+    /// DeiT ImageNet weights (.pth) to start from (spec §4.3); nil: from scratch.
+    public var finetune: String?
+    public var evalScales: [Double] = [1.0]
+    public var evalStart = 40
+    /// Minutes between mid-epoch checkpoints.
+    public var checkpointMinutes = 5.0
+
+    public init() {}
+}
+
+/// One SemPLeS stage's optimisation keys; nil means the reference's value for the stage and data
+/// set (spec §4.3).
+public struct SemPLeSStageKeys: Codable, Sendable, Equatable {
+    public var batchSize: Int?
+    public var lr: Double?
+    public var hypers: [Double]?
+
+    public init(batchSize: Int? = nil, lr: Double? = nil, hypers: [Double]? = nil) {
+        self.batchSize = batchSize
+        self.lr = lr
+        self.hypers = hypers
+    }
+}
+
+/// SemPLeS keys (`job: train` with `stage`, and `job: pipeline`), mirroring main{1,2,3}.py's flags.
+public struct SemPLeSManifest: Codable, Sendable, Equatable {
+    /// `a`, `b` or `c` for `job: train`; nil for `job: pipeline` (all three).
+    public var stage: String?
+    /// CLIP weights: OpenAI's ViT-B-32.pt, a state-dict .pth or a .safetensors file.
+    public var clip: String
+    /// Learned background prompts (`btp.pth`) for stage (c).
+    public var btpPath: String?
+    public var btpLength = 30
+    public var epochs = 60
+    public var minLr = 0.0
+    public var warmupEpochs = 0
+    public var weightDecay = 0.03
+    public var dropPath = 0.1
+    /// CAM-evaluation list run after every epoch of (a)/(c) (`img_ms_list`); nil: none.
+    public var imgMsList: String?
+    public var evalScales: [Double] = [1.0]
+    public var evalStart = 40
+    public var checkpointMinutes = 5.0
+    /// (image, class) pairs per CLIP pass in (a)/(c).
+    public var pairsPerPass = 4
+    /// `job: train`: the stage's keys; `job: pipeline`: keys a, b, c (`stage_a`, … mappings).
+    public var stages: [String: SemPLeSStageKeys] = [:]
+
+    public init(clip: String) { self.clip = clip }
+}
+
 /// What each key accepts and which jobs know it.
 private struct KeySpec {
     let jobs: Set<JobKind>
 }
 
 private let allJobs = Set(JobKind.allCases)
-private let camLike: Set<JobKind> = [.cam, .pipeline, .train, .weaktr]
+private let camLike: Set<JobKind> = [.cam, .pipeline, .train]
+private let modelLike: Set<JobKind> = camLike.union([.weaktr])
 private let evalLike: Set<JobKind> = [.evaluate, .pipeline]
+private let trainLike: Set<JobKind> = [.weaktr, .train, .pipeline]
+private let semplesJobs: Set<JobKind> = [.train, .pipeline]
 
 private let keySpecs: [String: KeySpec] = [
     "job": KeySpec(jobs: allJobs),
@@ -112,8 +187,8 @@ private let keySpecs: [String: KeySpec] = [
     "img_list": KeySpec(jobs: allJobs),
     "cls_labels": KeySpec(jobs: allJobs),
     "resume": KeySpec(jobs: camLike),
-    "reduction": KeySpec(jobs: camLike),
-    "pool_type": KeySpec(jobs: camLike),
+    "reduction": KeySpec(jobs: modelLike),
+    "pool_type": KeySpec(jobs: modelLike),
     "scales": KeySpec(jobs: camLike),
     "overlays": KeySpec(jobs: camLike),
     "masks": KeySpec(jobs: camLike),
@@ -125,6 +200,32 @@ private let keySpecs: [String: KeySpec] = [
     "crf": KeySpec(jobs: evalLike),
     "cam_type": KeySpec(jobs: evalLike),
     "limit": KeySpec(jobs: allJobs),
+    "img_ms_list": KeySpec(jobs: trainLike),
+    "epochs": KeySpec(jobs: trainLike),
+    "batch_size": KeySpec(jobs: [.weaktr, .train]),
+    "lr": KeySpec(jobs: [.weaktr, .train]),
+    "min_lr": KeySpec(jobs: trainLike),
+    "warmup_epochs": KeySpec(jobs: trainLike),
+    "weight_decay": KeySpec(jobs: trainLike),
+    "drop_path": KeySpec(jobs: trainLike),
+    "input_size": KeySpec(jobs: [.weaktr]),
+    "model": KeySpec(jobs: [.weaktr]),
+    "embed_dim": KeySpec(jobs: [.weaktr]),
+    "depth": KeySpec(jobs: [.weaktr]),
+    "num_heads": KeySpec(jobs: [.weaktr]),
+    "finetune": KeySpec(jobs: [.weaktr]),
+    "eval_scales": KeySpec(jobs: trainLike),
+    "eval_start": KeySpec(jobs: trainLike),
+    "checkpoint_minutes": KeySpec(jobs: trainLike),
+    "stage": KeySpec(jobs: [.train]),
+    "hypers": KeySpec(jobs: [.train]),
+    "btp_length": KeySpec(jobs: semplesJobs),
+    "btp_path": KeySpec(jobs: [.train]),
+    "clip": KeySpec(jobs: semplesJobs),
+    "pairs_per_pass": KeySpec(jobs: semplesJobs),
+    "stage_a": KeySpec(jobs: [.pipeline]),
+    "stage_b": KeySpec(jobs: [.pipeline]),
+    "stage_c": KeySpec(jobs: [.pipeline]),
     "seed": KeySpec(jobs: allJobs),
 ]
 
@@ -165,8 +266,22 @@ private struct KeyReader {
             throw fail("data_set", "'\(dataSetName)' is not a data set; expected VOC12 or COCO")
         }
         guard let dataPath = try path("data_path", directory: true) else { throw fail("data_path", "missing") }
-        guard let imgList = try path("img_list", directory: false) else { throw fail("img_list", "missing") }
         let clsLabels = try path("cls_labels", directory: false)
+        let imgList: String
+        if let given = try path("img_list", directory: false) {
+            imgList = given
+        } else if job == .weaktr {
+            // Default: the training list beside the labels (WeakTr's train_aug_id.txt).
+            let folder = clsLabels.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }
+                ?? dataPath + (dataSet == .voc12 ? "/voc12" : "/coco")
+            let name = dataSet == .voc12 ? "train_aug_id.txt" : "train_id.txt"
+            imgList = folder + "/" + name
+            if checkFiles && !FileManager.default.isReadableFile(atPath: imgList) {
+                throw fail("img_list", "missing, and the default training list '\(imgList)' does not exist")
+            }
+        } else {
+            throw fail("img_list", "missing")
+        }
 
         var m = Manifest(
             file: file, job: job, name: try string("name"), dataSet: dataSet,
@@ -198,6 +313,40 @@ private struct KeyReader {
             if m.masks && m.maskThreshold == nil {
                 throw fail("mask_threshold", "missing; pseudo-masks ('masks: true') need a background threshold such as 0.43")
             }
+        case .weaktr:
+            m.reduction = try int("reduction", range: 1...4096) ?? 8
+            if let p = try string("pool_type") {
+                guard let pool = PoolType(rawValue: p) else { throw fail("pool_type", "'\(p)' is not max or avg") }
+                m.poolType = pool
+            }
+            m.weaktr = try readWeakTrKeys(imgList: imgList, dataSet: dataSet, reduction: m.reduction)
+        case .train, .pipeline:
+            guard let resume = try path("resume", directory: false) else {
+                throw fail("resume", job == .pipeline
+                    ? "missing; the original WeakTr checkpoint (.pth) stages (a) and (c) start from"
+                    : "missing; the WeakTr checkpoint to start from (stage a, c: the WeakTr checkpoint; b: the stage-(a) model)")
+            }
+            m.resume = resume
+            m.reduction = try int("reduction", range: 1...4096) ?? (dataSet == .voc12 ? 8 : 4)
+            m.poolType = dataSet == .voc12 ? .max : .avg
+            if let p = try string("pool_type") {
+                guard let pool = PoolType(rawValue: p) else { throw fail("pool_type", "'\(p)' is not max or avg") }
+                m.poolType = pool
+            }
+            m.semples = try readSemPLeSKeys(job: job, imgList: imgList, dataSet: dataSet)
+            if job == .pipeline {
+                if let s = try doubles("scales") {
+                    guard !s.isEmpty, s.allSatisfy({ $0 > 0.05 && $0 <= 4 }) else { throw fail("scales", "each scale must be in (0.05, 4]") }
+                    m.scales = s
+                }
+                m.overlays = try bool("overlays") ?? false
+                m.masks = try bool("masks") ?? false
+                m.maskThreshold = try double("mask_threshold", range: 0...1)
+                if m.masks && m.maskThreshold == nil {
+                    throw fail("mask_threshold", "missing; pseudo-masks ('masks: true') need a background threshold such as 0.43")
+                }
+                try readEvaluationKeys(into: &m)
+            }
         case .evaluate:
             guard let predict = try path("predict_dir", directory: true) else {
                 throw fail("predict_dir", "missing; the folder of <id>.npy CAM files to evaluate")
@@ -208,6 +357,124 @@ private struct KeyReader {
             break
         }
         return m
+    }
+
+    func readWeakTrKeys(imgList: String, dataSet: DataSetKind, reduction: Int) throws -> WeakTrManifest {
+        var w = WeakTrManifest()
+        if let list = try path("img_ms_list", directory: false) {
+            w.imgMsList = list
+        } else {
+            // Default: the reference's CAM-evaluation list beside the training list, when present.
+            let beside = URL(fileURLWithPath: imgList).deletingLastPathComponent()
+                .appendingPathComponent(dataSet == .voc12 ? "train_id.txt" : "train_1250_id.txt").path
+            w.imgMsList = FileManager.default.isReadableFile(atPath: beside) ? beside : nil
+        }
+        w.epochs = try int("epochs", range: 1...10_000) ?? 60
+        w.batchSize = try int("batch_size", range: 1...4096) ?? 64
+        w.lr = try double("lr", range: 0...10) ?? 6e-4
+        w.minLr = try double("min_lr", range: 0...10) ?? 1e-5
+        w.warmupEpochs = try int("warmup_epochs", range: 0...10_000) ?? 5
+        w.weightDecay = try double("weight_decay", range: 0...10) ?? 0.03
+        w.dropPath = try double("drop_path", range: 0...0.99) ?? 0.1
+        w.inputSize = try int("input_size", range: 16...4096) ?? 224
+        guard w.inputSize % 16 == 0 else { throw fail("input_size", "\(w.inputSize) is not a multiple of the 16-pixel patch") }
+        w.model = try string("model") ?? "deit_small"
+        switch w.model {
+        case "deit_small": (w.embedDim, w.depth, w.numHeads) = (384, 12, 6)
+        case "deit_tiny": (w.embedDim, w.depth, w.numHeads) = (192, 12, 3)
+        case "custom": break
+        default: throw fail("model", "'\(w.model)' is not deit_small, deit_tiny or custom")
+        }
+        let sized = dict["embed_dim"] != nil || dict["depth"] != nil || dict["num_heads"] != nil
+        if sized { w.model = "custom" }
+        w.embedDim = try int("embed_dim", range: 8...4096) ?? w.embedDim
+        w.depth = try int("depth", range: 1...64) ?? w.depth
+        w.numHeads = try int("num_heads", range: 1...64) ?? w.numHeads
+        guard w.embedDim % w.numHeads == 0 else {
+            throw fail("embed_dim", "\(w.embedDim) is not divisible by num_heads \(w.numHeads)")
+        }
+        guard (w.embedDim / w.numHeads) >= 8 else {
+            throw fail("num_heads", "head width \(w.embedDim / w.numHeads) is below 8 (AAF reduces it by 8)")
+        }
+        guard w.depth * w.numHeads >= reduction else {
+            throw fail("reduction", "\(reduction) exceeds the \(w.depth * w.numHeads) AAF channels (depth × num_heads)")
+        }
+        w.finetune = try path("finetune", directory: false)
+        if let s = try doubles("eval_scales") {
+            guard !s.isEmpty, s.allSatisfy({ $0 > 0.05 && $0 <= 4 }) else {
+                throw fail("eval_scales", "needs one or more scales in (0.05, 4]")
+            }
+            w.evalScales = s
+        }
+        w.evalStart = try int("eval_start", range: 0...99) ?? 40
+        w.checkpointMinutes = try double("checkpoint_minutes", range: 0...1440) ?? 5
+        return w
+    }
+
+    func readSemPLeSKeys(job: JobKind, imgList: String, dataSet: DataSetKind) throws -> SemPLeSManifest {
+        guard let clip = try path("clip", directory: false) else {
+            throw fail("clip", "missing; the CLIP ViT-B/32 weights (OpenAI's ViT-B-32.pt or a converted .safetensors)")
+        }
+        var s = SemPLeSManifest(clip: clip)
+        if job == .train {
+            guard let stage = try string("stage") else { throw fail("stage", "missing; one of a, b, c") }
+            guard ["a", "b", "c"].contains(stage) else { throw fail("stage", "'\(stage)' is not a stage; expected a, b or c") }
+            s.stage = stage
+            s.btpPath = try path("btp_path", directory: false)
+            if stage == "c" && s.btpPath == nil {
+                throw fail("btp_path", "missing; stage (c) needs the background prompts learned in stage (b) (btp.pth)")
+            }
+            if stage != "c" && s.btpPath != nil { throw fail("btp_path", "only stage (c) reads background prompts") }
+            s.stages[stage] = try stageKeys(stage: stage, batchSize: int("batch_size", range: 1...4096),
+                                            lr: double("lr", range: 0...10), hypers: doubles("hypers"), key: "hypers")
+        } else {
+            for stage in ["a", "b", "c"] {
+                let key = "stage_" + stage
+                guard let v = dict[key] else { continue }
+                guard let sub = v as? [String: Any] else { throw fail(key, "expected a mapping with batch_size, lr, hypers") }
+                if let bad = sub.keys.first(where: { !["batch_size", "lr", "hypers"].contains($0) }) {
+                    throw fail(key, "unknown key '\(bad)'; expected batch_size, lr, hypers")
+                }
+                let reader = KeyReader(dict: sub, file: file, base: base, checkFiles: checkFiles)
+                s.stages[stage] = try stageKeys(stage: stage, batchSize: reader.int("batch_size", range: 1...4096),
+                                                lr: reader.double("lr", range: 0...10), hypers: reader.doubles("hypers"),
+                                                key: key)
+            }
+        }
+        if let list = try path("img_ms_list", directory: false) {
+            s.imgMsList = list
+        } else {
+            let beside = URL(fileURLWithPath: imgList).deletingLastPathComponent()
+                .appendingPathComponent(dataSet == .voc12 ? "train_id.txt" : "train_1250_id.txt").path
+            s.imgMsList = FileManager.default.isReadableFile(atPath: beside) ? beside : nil
+        }
+        s.btpLength = try int("btp_length", range: 1...70) ?? 30
+        s.epochs = try int("epochs", range: 1...10_000) ?? 60
+        s.minLr = try double("min_lr", range: 0...10) ?? 0
+        s.warmupEpochs = try int("warmup_epochs", range: 0...10_000) ?? 0
+        s.weightDecay = try double("weight_decay", range: 0...10) ?? 0.03
+        s.dropPath = try double("drop_path", range: 0...0.99) ?? 0.1
+        if let e = try doubles("eval_scales") {
+            guard !e.isEmpty, e.allSatisfy({ $0 > 0.05 && $0 <= 4 }) else {
+                throw fail("eval_scales", "needs one or more scales in (0.05, 4]")
+            }
+            s.evalScales = e
+        }
+        s.evalStart = try int("eval_start", range: 0...99) ?? 40
+        s.checkpointMinutes = try double("checkpoint_minutes", range: 0...1440) ?? 5
+        s.pairsPerPass = try int("pairs_per_pass", range: 1...256) ?? 4
+        return s
+    }
+
+    func stageKeys(stage: String, batchSize: Int?, lr: Double?, hypers: [Double]?, key: String) throws -> SemPLeSStageKeys {
+        if let h = hypers {
+            let need = stage == "c" ? 2 : 1
+            guard h.count == need else {
+                throw fail(key, "stage (\(stage)) takes \(need) hyper-parameter\(need == 1 ? "" : "s") (h0\(need == 2 ? ", h1" : "")), found \(h.count)")
+            }
+            guard h.allSatisfy({ $0 >= 0 && $0.isFinite }) else { throw fail(key, "hyper-parameters must be ≥ 0") }
+        }
+        return SemPLeSStageKeys(batchSize: batchSize, lr: lr, hypers: hypers)
     }
 
     mutating func readEvaluationKeys(into m: inout Manifest) throws {

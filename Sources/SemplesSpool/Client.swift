@@ -19,9 +19,14 @@ public enum ClientExit {
     public static let noDaemon: Int32 = 5
 
     public static let help = """
-    Exit status: 0 done; 1 refused or failed (the job is not in a state that allows it, I/O error);
-    2 invalid manifest; 3 no such job; 4 spool not found; 5 no daemon answered (a request is kept
-    in control/ and applied when the daemon starts); 64 bad usage.
+    Exit status:
+      0   done
+      1   refused or failed (the job's state does not allow it, or an I/O error)
+      2   invalid manifest
+      3   no such job
+      4   spool not found
+      5   no daemon answered (the request stays in control/ for the next start)
+      64  bad usage
     """
 }
 

@@ -29,7 +29,7 @@ public struct SpoolConfig: Equatable {
     public var retryBackoff: Double = 60
     public var retryBackoffFactor: Double = 2
     public var retryBackoffMax: Double = 3600
-    /// Threads each job's engine may use (0: all cores); passed as SEMPLES_THREADS.
+    /// Threads each job's engine may use, passed as SEMPLES_THREADS (0: not passed, the job uses all cores).
     public var engineThreads: Int = 0
     /// Below this many free megabytes on the spool's filesystem, intake and job starts are held.
     public var minFreeDiskMB: Double = 1024

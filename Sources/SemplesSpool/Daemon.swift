@@ -269,7 +269,7 @@ public final class Daemon {
                                   running: active.keys.sorted(), concurrentJobs: config.concurrentJobs,
                                   status: line, stopping: stopping, lastResult: lastResult)
         if let data = try? JobStore.encoder.encode(status) {
-            do { try Sys.writeAtomically([UInt8](data), to: statusFile, mode: 0o644) } catch {
+            do { try Sys.writeAtomically([UInt8](data), to: statusFile, mode: 0o644, sync: false) } catch {
                 log.warning("cannot write '\(statusFile)': \(error), retrying")
             }
         }

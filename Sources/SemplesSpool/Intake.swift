@@ -61,7 +61,7 @@ extension Daemon {
     func intake(now: Double) {
         intakeBacklog = false
         var budget = 200
-        var ready: [String] = []
+        var ready: [(name: String, modified: Double)] = []
         for (name, candidate) in candidates {
             if budget == 0 { intakeBacklog = true; break }
             if diskHold != nil && !name.hasSuffix(".cancel") { continue }   // held: only cancel requests get through
@@ -78,7 +78,7 @@ extension Daemon {
                 continue
             }
             let stableFor = now - candidate.since
-            let local = mode == .inotify
+            let local = !isNetworkFilesystem(filesystem)   // mtimes from another host's clock are not compared with ours
             let settled = candidate.movedIn || stableFor >= config.settle || (local && now - info.modified >= config.settle)
             guard settled else { continue }
             // A file written in place may parse only once complete: wait while it still fails to
@@ -92,10 +92,12 @@ extension Daemon {
             }
             candidates[name] = nil
             budget -= 1
-            ready.append(name)
+            ready.append((name, info.modified))
         }
         guard !ready.isEmpty else { return }
-        let claimed = ready.compactMap { claim($0) }
+        // Oldest first, so jobs queue in the order their files arrived.
+        ready.sort { ($0.modified, $0.name) < ($1.modified, $1.name) }
+        let claimed = ready.compactMap { claim($0.name) }
         guard !claimed.isEmpty else { return }
         crashPoint("claimed")
         commit(claimed.compactMap { prepare(file: $0) })
@@ -114,10 +116,13 @@ extension Daemon {
         return file
     }
 
+    /// A job ID no daemon on this spool has used: reserved by creating `.state/ids/ID` exclusively
+    /// (two claims in the same millisecond may draw the same random bits).
     func uniqueID() -> String {
         while true {
             let id = newJobID()
-            if !Sys.exists(layout.record(id)) { return id }
+            if (try? Sys.createExclusive(layout.ids + "/" + id, sync: false)) == true { return id }
+            if !Sys.exists(layout.ids) { _ = try? Sys.makeDirectories(layout.ids, mode: 0o755) }
         }
     }
 

@@ -71,7 +71,8 @@ extension Daemon {
                 !$0.hasPrefix("NOTIFY_SOCKET=") && !$0.hasPrefix("WATCHDOG_") && !$0.hasPrefix("SEMPLESD_CRASH_AT=")
                     && !$0.hasPrefix("SEMPLES_THREADS=") && !$0.hasPrefix("SEMPLES_JOB_ID=") && !$0.hasPrefix("SEMPLES_ATTEMPT=")
             }
-            environment += ["SEMPLES_THREADS=\(config.engineThreads)", "SEMPLES_JOB_ID=\(record.id)", "SEMPLES_ATTEMPT=\(attempt)"]
+            environment += ["SEMPLES_JOB_ID=\(record.id)", "SEMPLES_ATTEMPT=\(attempt)"]
+            if config.engineThreads > 0 { environment.append("SEMPLES_THREADS=\(config.engineThreads)") }   // 0: the job's default (all cores)
             let child = try Sys.spawn(arguments, environment: environment, outputFD: fd)
             let job = Active(id: record.id, pid: child, ticket: ticket, logName: logName, attempt: attempt)
             active[record.id] = job
@@ -287,6 +288,13 @@ extension Daemon {
             guard (try? Sys.rename(layout.claimed + "/" + file, layout.claimed + "/" + adopted)) == true else { continue }
             log.notice("finishing the intake of '\(parts[4])' interrupted by a stopped daemon")
             accept(file: adopted)
+        }
+        // Status files of daemons on this host that are gone.
+        for file in ((try? Sys.list(layout.daemons)) ?? []) where file.hasSuffix(".json") {
+            let parts = file.dropLast(5).split(separator: "@")
+            guard parts.count == 3, String(parts[0]) == host, let owner = Int32(parts[1]), let start = UInt64(parts[2]),
+                  Sys.processStartTime(owner) != start else { continue }
+            Sys.remove(layout.daemons + "/" + file)
         }
         if startup { reconcileTickets() }
     }

@@ -49,14 +49,12 @@ public enum ManifestCheck {
     /// The manifest text with every relative path the job resolved made absolute, so it runs the
     /// same from wherever the daemon keeps it. Unchanged bytes when nothing was relative.
     public static func resolvingPaths(_ bytes: [UInt8], manifest: Manifest) -> [UInt8] {
-        guard let text = String(validating: bytes, as: UTF8.self),
-              var map = (try? Yams.load(yaml: text)) as? [String: Any] else { return bytes }
+        guard let text = String(validating: bytes, as: UTF8.self) else { return bytes }
         var resolved: [String: String] = [:]
-        for child in Mirror(reflecting: manifest).children {
-            guard let label = child.label else { continue }
-            if let s = child.value as? String { resolved[label] = s }
-            else if let o = child.value as? String?, let s = o { resolved[label] = s }
-        }
+        collectStrings(manifest, into: &resolved, depth: 0)
+        // Every absolute value already written as such: nothing to rewrite (the common case).
+        if resolved.values.allSatisfy({ !$0.hasPrefix("/") || text.contains($0) }) { return bytes }
+        guard var map = (try? Yams.load(yaml: text)) as? [String: Any] else { return bytes }
         var changed = false
         for (key, value) in map {
             guard let raw = value as? String, !raw.hasPrefix("/"), let full = resolved[camelCase(key)],
@@ -66,6 +64,23 @@ public enum ManifestCheck {
         }
         guard changed, let dumped = try? Yams.dump(object: map, sortKeys: true) else { return bytes }
         return Array(("# paths made absolute by semples\n" + dumped).utf8)
+    }
+
+    /// The manifest's string properties by name, including those of the per-job sections
+    /// (`weaktr`, `semples` …), whose keys are top-level keys of the file too.
+    static func collectStrings(_ value: Any, into out: inout [String: String], depth: Int) {
+        guard depth < 4 else { return }
+        for child in Mirror(reflecting: value).children {
+            guard let label = child.label else { continue }
+            var inner: Any = child.value
+            let mirror = Mirror(reflecting: inner)
+            if mirror.displayStyle == .optional {
+                guard let some = mirror.children.first?.value else { continue }
+                inner = some
+            }
+            if let s = inner as? String { out[label] = out[label] ?? s }
+            else if Mirror(reflecting: inner).displayStyle == .struct { collectStrings(inner, into: &out, depth: depth + 1) }
+        }
     }
 
     static func camelCase(_ key: String) -> String {

@@ -5,8 +5,10 @@ import Glibc
 ///
 /// Protocol (every step is one rename or one atomically written file, so a crash between any two
 /// steps leaves each job exactly once):
-///  1. A complete file `incoming/NAME` is claimed by renaming it to `.state/claimed/ID@NAME`;
-///     of two daemons racing for it, one rename succeeds and the other sees ENOENT.
+///  1. A complete file `incoming/NAME` is claimed by renaming it to
+///     `.state/claimed/ID@HOST@PID@START@NAME` (the owner follows the ID, which was reserved by
+///     creating `.state/ids/ID` exclusively); of two daemons racing for the file, one rename
+///     succeeds and the other sees ENOENT.
 ///  2. The claimed manifest is validated. Invalid: `rejected/NAME.error.txt` is written, then the
 ///     file is renamed to `rejected/NAME`. Valid: the outbox folder and its manifest copy, the
 ///     manifest the job runs (`.state/manifests/ID.EXT`), the record `.state/jobs/ID.json` and the
@@ -36,6 +38,8 @@ public struct SpoolLayout {
     public var manifests: String { state + "/manifests" }
     public var cancels: String { state + "/cancel" }
     public var daemons: String { state + "/daemons" }
+    /// One empty file per job ID ever issued: the reservation that keeps IDs unique.
+    public var ids: String { state + "/ids" }
     public var journal: String { state + "/journal.jsonl" }
 
     public func record(_ id: String) -> String { jobs + "/" + id + ".json" }
@@ -43,7 +47,7 @@ public struct SpoolLayout {
     /// Creates every folder (the daemon's start-up; the CLI never creates a spool).
     public func create() throws {
         for folder in [incoming, outbox, rejected, control] { try Sys.makeDirectories(folder, mode: 0o775) }
-        for folder in [claimed, queue, running, held, jobs, manifests, cancels, daemons] {
+        for folder in [claimed, queue, running, held, jobs, manifests, cancels, daemons, ids] {
             try Sys.makeDirectories(folder, mode: 0o755)
         }
     }
@@ -214,12 +218,14 @@ public func fingerprint(_ bytes: [UInt8]) -> String {
     return String(h, radix: 16)
 }
 
-/// A new job ID: UTC date and time plus 24 random bits, e.g. 261126-130102-3fa9c2.
+/// A new job ID: UTC date and time, then 24 bits (the millisecond in the top 10, 14 random bits),
+/// e.g. 261126-130102-3fa9c2. IDs sort in submission order, which is the queue's order.
 public func newJobID(now: Double = Sys.now()) -> String {
     var t = time_t(now)
     var parts = tm()
     gmtime_r(&t, &parts)
-    let r = UInt32.random(in: 0..<(1 << 24))
+    let millisecond = UInt32(max(0, min(999, (now - Double(Int(now))) * 1000)))
+    let r = millisecond << 14 | UInt32.random(in: 0..<(1 << 14))
     func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
     let hex = String(r, radix: 16)
     return two((parts.tm_year + 1900) % 100) + two(parts.tm_mon + 1) + two(parts.tm_mday) + "-"

@@ -21,14 +21,16 @@ struct BenchCommand: ParsableCommand {
 
     @Option(help: "Threads for both engines (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Timed iterations per figure.") var iterations: Int = 10
-    @Option(help: "Sections to run, comma-separated: engine.") var only: String?
+    @Option(help: "Alternating semples/PyTorch rounds of the engine figures.") var rounds: Int = 3
+    @Option(help: "Sections to run, comma-separated: engine, cam, clip, formats, semples (default: all).") var only: String?
+    @Option(help: "Images timed in the cam section.") var camImages: Int = 4
     @Option(help: "Python with torch for the PyTorch side.") var python: String?
     @Flag(help: "Skip PyTorch even when available.") var noTorch = false
     @Flag(help: "Print JSON instead of a table.") var json = false
 
     func run() throws {
-        let sections = Set((only ?? "engine").split(separator: ",").map(String.init))
-        let known: Set<String> = ["engine"]
+        let known: Set<String> = ["engine", "cam", "clip", "formats", "train", "semples"]
+        let sections = only.map { Set($0.split(separator: ",").map(String.init)) } ?? known
         if let bad = sections.subtracting(known).first {
             throw ValidationError("unknown section '\(bad)'; known: \(known.sorted().joined(separator: ", "))")
         }
@@ -42,7 +44,22 @@ struct BenchCommand: ParsableCommand {
         }
         var lines: [BenchLine] = []
         if sections.contains("engine") {
-            lines += EngineBenchSection.run(threads: threads, iterations: iterations, torch: torch, log: log)
+            lines += EngineBenchSection.run(threads: threads, iterations: iterations, rounds: rounds, torch: torch, log: log)
+        }
+        if sections.contains("cam") {
+            lines += try WeakTrBenchSection.run(threads: threads, images: camImages, torch: torch, log: log)
+        }
+        if sections.contains("clip") {
+            lines += CLIPBenchSection.run(threads: threads, runs: max(3, iterations / 3), torch: torch, log: log)
+        }
+        if sections.contains("formats") {
+            lines += try FormatsBenchSection.run(threads: threads, iterations: max(3, iterations / 3), torch: torch, log: log)
+        }
+        if sections.contains("train") {
+            lines += TrainingBenchSection.run(threads: threads, steps: max(3, iterations / 3), torch: torch, log: log)
+        }
+        if sections.contains("semples") {
+            lines += SemPLeSBenchSection.run(threads: threads, iterations: iterations, torch: torch, log: log)
         }
         let report = BenchReport(threads: threads, torch: torchVersion, lines: lines)
         if json {

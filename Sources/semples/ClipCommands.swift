@@ -3,6 +3,7 @@ import Foundation
 import SemplesEngine
 import SemplesFormats
 import SemplesModels
+import SemplesPipeline
 
 /// `semples clip …`: check CLIP weights and prompts by hand.
 struct ClipCommand: ParsableCommand {
@@ -114,26 +115,54 @@ struct ClipScoreCommand: ParsableCommand {
 struct ClipBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Time CLIP ViT-B/32 (random weights): image forward, forward + pixel gradient, class prompts.")
+        abstract: "Time CLIP ViT-B/32 (random weights) against PyTorch: image forward, forward + pixel gradient, class prompts.",
+        discussion: """
+        The PyTorch side runs scripts/fixtures/clip.py bench with a Python that has torch and the
+        clip-anytorch package (--python, $SEMPLES_PYTHON, then .venv-torch/bin/python). Ratios above
+        1 mean semples is faster. Machines are noisy: compare ratios from one run.
+        """)
 
     @Option(help: "Images per batch.") var batch = 8
     @Option(help: "Class prompts through the text encoder.") var prompts = 20
     @Option(help: "Timed runs (median reported).") var runs = 3
-    @Option(help: "Worker threads (default: all cores).") var threads: Int?
+    @Option(help: "Threads for both sides (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Python with torch for the PyTorch side.") var python: String?
+    @Flag(help: "Skip PyTorch.") var noTorch = false
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        if let t = threads { Parallel.configure(threads: t) }
+        Parallel.configure(threads: threads)
         let model = CLIPModel(config: .vitB32)
         CLIPBenchmark.randomise(model)
-        let results = CLIPBenchmark.run(model: model, batch: batch, prompts: prompts, runs: runs)
-        if json {
-            let data = try JSONEncoder().encode(results)
-            print(String(decoding: data, as: UTF8.self))
-        } else {
-            for r in results {
-                print(r.name.padding(toLength: 36, withPad: " ", startingAt: 0) + String(format: "%8.3f s", r.seconds))
+        let ours = CLIPBenchmark.Report(threads: threads,
+                                        results: CLIPBenchmark.run(model: model, batch: batch, prompts: prompts, runs: runs))
+        var theirs: CLIPBenchmark.Report?
+        if !noTorch {
+            let found = TorchReference.locate(explicit: python, projectFolder: TorchReference.findProjectFolder())
+            if let torch = found.reference {
+                do {
+                    theirs = try torch.run("fixtures/clip.py", ["bench", "--batch", "\(batch)", "--prompts", "\(prompts)",
+                                                                "--runs", "\(runs)", "--threads", "\(threads)"],
+                                           as: CLIPBenchmark.Report.self)
+                } catch {
+                    FileHandle.standardError.write(Data("clip bench: PyTorch run failed: \(error)\n".utf8))
+                }
+            } else {
+                FileHandle.standardError.write(Data("clip bench: PyTorch not measured: \(found.reason)\n".utf8))
             }
+        }
+        if json {
+            let e = JSONEncoder()
+            e.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try e.encode(["semples": ours, "torch": theirs].compactMapValues { $0 }), as: UTF8.self))
+            return
+        }
+        print("figure".padding(toLength: 34, withPad: " ", startingAt: 0) + "  semples s   torch s   ratio")
+        for r in ours.results {
+            let t = theirs?.results.first { $0.name == r.name }?.seconds
+            var line = r.name.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "  %9.3f", r.seconds)
+            if let t { line += String(format: " %9.3f %7.2f×", t, t / r.seconds) }
+            print(line)
         }
     }
 }

@@ -4,6 +4,7 @@ import ArgumentParser
 let commandList: [ParsableCommand.Type] = [
     RunCommand.self,
     BenchCommand.self,
+    MakeDatasetCommand.self,
     ClipCommand.self,
     SubmitCommand.self,
     StatusCommand.self,

@@ -35,13 +35,11 @@ func userName() -> String { ProcessInfo.processInfo.environment["USER"] ?? "uid 
 
 struct SubmitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "submit", abstract: "Queue job manifests for the daemon.", discussion: """
-    Checks each manifest, copies it into SPOOL/incoming/ under a temporary name and renames it in, then
-    waits (--wait seconds) for the daemon to accept it and prints the job ID and outbox folder.
-    Relative paths in the manifest are taken from the manifest's own folder and made absolute.
+    Checks each manifest, copies it into SPOOL/incoming/ under a temporary name and renames it in, then waits (--wait seconds) for the daemon to accept it and prints the job ID and outbox folder. Relative paths in the manifest are taken from the manifest's own folder and made absolute.
 
-    Example:
-      semples submit --spool spool examples/cam-voc.yaml
-      semples submit --json --wait 0 a.yaml b.yaml
+    Examples (in a checkout, whose etc/semplesd.yaml names spool/):
+      semples submit spool/examples/cam-voc.yaml
+      semples submit --spool /var/spool/semples --json --wait 0 a.yaml b.yaml
 
     \(ClientExit.help)
     """)
@@ -66,6 +64,14 @@ struct SubmitCommand: ParsableCommand {
                 do { bytes = try Sys.read(path, limit: 64 << 20) } catch {
                     throw ClientError(ClientExit.refused, "cannot read '\(path)': \(error)")
                 }
+                let submittedName = name ?? baseName(path)
+                if !manifestExtensions.contains(where: { submittedName.lowercased().hasSuffix($0) }) {
+                    let message = "'\(submittedName)': a manifest's name must end in .yaml, .yml or .json"
+                    results.append(["file": path, "ok": false, "error": message])
+                    worst = max(worst, ClientExit.invalidManifest)
+                    if !options.json { FileHandle.standardError.write(Data("semples: \(message)\n".utf8)) }
+                    continue
+                }
                 if !noValidate {
                     // Checked where it lies, so relative paths are taken from its own folder and
                     // made absolute before it moves into the spool.
@@ -80,7 +86,7 @@ struct SubmitCommand: ParsableCommand {
                     }
                 }
                 let since = Sys.now()
-                let (submitted, inode) = try reader.submit(bytes: bytes, name: name ?? baseName(path))
+                let (submitted, inode) = try reader.submit(bytes: bytes, name: submittedName)
                 var entry: [String: Any] = ["file": path, "name": submitted, "ok": true]
                 var line = "submitted '\(submitted)'"
                 if !live {
@@ -118,12 +124,11 @@ struct SubmitCommand: ParsableCommand {
 
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "status", abstract: "Show the daemon and the jobs, with why each waits.", discussion: """
-    Reads the spool's state files, so it works with the daemon stopped. Lists every job that is not
-    finished (with the reason it waits, or its progress and ETA) and the most recent finished ones.
+    Reads the spool's state files, so it works with the daemon stopped. Lists every job that is not finished (with the reason it waits, or its progress and ETA) and the most recent finished ones.
 
-    Example:
-      semples status --spool spool
-      semples status --all --json
+    Examples:
+      semples status
+      semples status --spool /var/spool/semples --all --json
 
     \(ClientExit.help)
     """)
@@ -221,8 +226,7 @@ struct ShowCommand: ParsableCommand {
 
 struct LogsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print a job's log (one per attempt).", discussion: """
-    Prints the log of the latest attempt (--all: every attempt, oldest first). With -f, follows it,
-    moving on to the next attempt's log if the job is retried, and exits when the job has finished.
+    Prints the log of the latest attempt (--all: every attempt, oldest first). With -f, follows it, moving on to the next attempt's log if the job is retried, and exits when the job has finished.
 
     Example:
       semples logs -f 261126-130102-3fa9c2
@@ -292,8 +296,7 @@ struct ControlCommandBody {
 
 struct CancelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a queued or running job.", discussion: """
-    A running job gets SIGTERM (its whole process group), then SIGKILL after the grace period.
-    Dropping a file named ID.cancel into SPOOL/incoming/ does the same.
+    A running job gets SIGTERM (its whole process group), then SIGKILL after the grace period. Dropping a file named ID.cancel into SPOOL/incoming/ does the same.
 
     Example:
       semples cancel 261126-130102-3fa9c2
@@ -350,9 +353,12 @@ struct RetryCommand: ParsableCommand {
 struct ValidateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "validate", abstract: "Check manifests without submitting them.", discussion: """
     Example:
-      semples validate examples/cam-voc.yaml
+      semples validate spool/examples/cam-voc.yaml
 
-    Exit status: 0 every manifest is valid; 2 at least one is not; 64 bad usage.
+    Exit status:
+      0   every manifest is valid
+      2   at least one is not
+      64  bad usage
     """)
     @OptionGroup var options: SpoolOptions
     @Argument(help: "Manifest files (YAML or JSON).") var manifests: [String]

@@ -8,19 +8,18 @@ struct SemplesDaemon: ParsableCommand {
         commandName: "semplesd",
         abstract: "Run queued semples jobs from a spool folder.",
         discussion: """
-        Watches SPOOL/incoming/ for job manifests, runs each as `semples run MANIFEST --out SPOOL/outbox/NAME-ID`
-        and writes result.json there. Without --config it uses $SEMPLESD_CONFIG, ./etc/semplesd.yaml, the
-        checkout's etc/semplesd.yaml (so a checkout needs no set-up) or /etc/semples/semplesd.yaml.
+        Watches SPOOL/incoming/ for job manifests, runs each as `semples run MANIFEST --out SPOOL/outbox/NAME-ID` and writes result.json there. Without --config it uses $SEMPLESD_CONFIG, ./etc/semplesd.yaml, the checkout's etc/semplesd.yaml (so a checkout needs no set-up) or /etc/semples/semplesd.yaml.
 
-        Signals: SIGTERM/SIGINT stop (running jobs are asked to checkpoint and requeued), SIGHUP reloads
-        the configuration (an invalid one is refused and the old one kept).
+        Signals: SIGTERM/SIGINT stop (running jobs are asked to checkpoint and requeued), SIGHUP reloads the configuration (an invalid one is refused and the old one kept).
 
         Examples:
           semplesd                                  run on the checkout's spool/
           semplesd --config /etc/semples/semplesd.yaml
           semplesd --check --config etc/semplesd.yaml   check a configuration and exit
 
-        Exit status: 0 stopped cleanly; 1 bad configuration or spool not usable.
+        Exit status:
+          0   stopped cleanly
+          1   bad configuration, or the spool is not usable
         """)
 
     @Option(name: .long, help: "The configuration file (YAML).") var config: String?

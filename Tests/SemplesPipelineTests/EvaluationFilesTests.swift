@@ -13,7 +13,7 @@ final class EvaluationFilesTests: XCTestCase {
         let list = try String(contentsOf: root.appendingPathComponent("list.txt"), encoding: .utf8)
         let ids = list.split(separator: "\n").map(String.init)
         XCTAssertEqual(ids, expected["image_ids"] as! [String])
-        var evaluator = try CAMEvaluator(dataSet: .voc, mode: .curve(start: 40, end: 60))
+        var evaluator = CAMEvaluator(dataSet: .voc, mode: .curve(start: 40, end: 60))
         for id in ids {
             let camPath = root.appendingPathComponent("cams/\(id).npy").path
             let cams = try Npy.readCAMDict(camPath)

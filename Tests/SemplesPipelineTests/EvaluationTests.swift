@@ -27,7 +27,7 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(walk.evaluated, expected["evaluated"] as! Int)
         XCTAssertLessThan(walk.evaluated, end - start, "the fixture should exercise the early stop")
 
-        var evaluator = try CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: end))
+        var evaluator = CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: end))
         for image in images {
             try evaluator.add(cams: image.cams, groundTruth: image.groundTruth, height: image.height,
                               width: image.width, source: image.id)
@@ -49,7 +49,7 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(Array(best.truth[0..<classes]), (expected["truth"] as! [Int]).map(Int64.init))
         XCTAssertEqual(Array(best.truePositive[0..<classes]), (expected["true_positive"] as! [Int]).map(Int64.init))
 
-        var fixed = try CAMEvaluator(dataSet: labelSet, mode: .fixed(threshold: expected["fixed_threshold"] as! Double))
+        var fixed = CAMEvaluator(dataSet: labelSet, mode: .fixed(threshold: expected["fixed_threshold"] as! Double))
         for image in images {
             let prediction = try fixed.add(cams: image.cams, groundTruth: image.groundTruth, height: image.height,
                                            width: image.width, source: image.id)
@@ -59,8 +59,8 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(fixed.metrics().mode, "fixed")
 
         // Two workers' evaluators merged give the single evaluator's report.
-        var workers = [try CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: end)),
-                       try CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: end))]
+        var workers = [CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: end)),
+                       CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: end))]
         for (j, image) in images.enumerated() {
             try workers[j % 2].add(cams: image.cams, groundTruth: image.groundTruth, height: image.height,
                                    width: image.width, source: image.id)
@@ -165,14 +165,14 @@ final class EvaluationTests: XCTestCase {
         }
         XCTAssertThrowsError(try CAMStack([0: Tensor([12])], source: "flat.npy"))
         XCTAssertThrowsError(try CAMStack([300: a], source: "key.npy"))
-        var evaluator = try CAMEvaluator(dataSet: .voc, mode: .fixed(threshold: 0.4), crf: .voc)
+        var evaluator = CAMEvaluator(dataSet: .voc, mode: .fixed(threshold: 0.4), crf: .voc)
         XCTAssertThrowsError(try evaluator.add(cams: [0: a], groundTruth: [UInt8](repeating: 0, count: 12),
                                                height: 3, width: 4, image: nil, source: "no-image"))
     }
 
     /// An image without class maps predicts background everywhere.
     func testEmptyDictionaryIsBackground() throws {
-        var evaluator = try CAMEvaluator(dataSet: .voc, mode: .curve(start: 40, end: 45))
+        var evaluator = CAMEvaluator(dataSet: .voc, mode: .curve(start: 40, end: 45))
         try evaluator.add(cams: [:], groundTruth: [0, 0, 5, 255], height: 2, width: 2, source: "empty")
         let m = evaluator.metrics()
         XCTAssertEqual(m.perClass[0].iou, 2.0 / 3.0)
@@ -184,7 +184,7 @@ final class EvaluationTests: XCTestCase {
     }
 
     func testMetricsJSONRoundTripWithNulls() throws {
-        var evaluator = try CAMEvaluator(dataSet: .coco, mode: .fixed(threshold: 0.42))
+        var evaluator = CAMEvaluator(dataSet: .coco, mode: .fixed(threshold: 0.42))
         try evaluator.add(cams: [0: Tensor([1, 2], values: [0.9, 0.1])], groundTruth: [1, 0], height: 1, width: 2, source: "j")
         let metrics = evaluator.metrics()
         let data = try metrics.jsonData()
@@ -213,14 +213,14 @@ final class EvaluationTests: XCTestCase {
     /// Threshold-at-a-time passes driven by ThresholdWalk give the one-pass curve's report.
     func testThresholdWalkMatchesOnePassCurve() throws {
         let (images, _) = try EvaluationFixtures.sweepImages("voc")
-        var curve = try CAMEvaluator(dataSet: .voc, mode: .curve(start: 35, end: 60))
+        var curve = CAMEvaluator(dataSet: .voc, mode: .curve(start: 35, end: 60))
         for image in images {
             try curve.add(cams: image.cams, groundTruth: image.groundTruth, height: image.height, width: image.width, source: image.id)
         }
         var walk = ThresholdWalk(start: 35)
         var passes = 0
         while let t = walk.next {
-            var pass = try CAMEvaluator(dataSet: .voc, mode: .fixed(threshold: t))
+            var pass = CAMEvaluator(dataSet: .voc, mode: .fixed(threshold: t))
             for image in images {
                 try pass.add(cams: image.cams, groundTruth: image.groundTruth, height: image.height, width: image.width, source: image.id)
             }
@@ -232,10 +232,53 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(curve.metrics().summary["best_threshold"], 0.44)
     }
 
-    func testCurveWithCRFIsRejectedUpFront() {
-        XCTAssertThrowsError(try CAMEvaluator(dataSet: .voc, mode: .curve(start: 40, end: 60), crf: .voc))
-        XCTAssertThrowsError(try CAMEvaluator(dataSet: .voc, mode: .curve(start: 60, end: 60)))
-        XCTAssertThrowsError(try CAMEvaluator(dataSet: .voc, mode: .fixed(threshold: .nan)))
+    /// A curve with CRF in one evaluator (CRF at every threshold) reports what per-threshold
+    /// passes with the greedy stop report.
+    func testCurveWithCRFMatchesThresholdWalk() throws {
+        let (images, _) = try EvaluationFixtures.sweepImages("coco")
+        let subset = Array(images.prefix(2))
+        let rgb = subset.map { image in
+            (0..<(image.height * image.width * 3)).map { i -> UInt8 in
+                let g = image.groundTruth[i / 3]
+                return (g == 0 || g == 255 ? 50 : UInt8(90 + 25 * Int(g % 6))) &+ UInt8((i * 11) % 23)
+            }
+        }
+        var curve = CAMEvaluator(dataSet: .coco, mode: .curve(start: 36, end: 48), crf: .coco)
+        for (image, pixels) in zip(subset, rgb) {
+            let returned = try curve.add(cams: image.cams, groundTruth: image.groundTruth, height: image.height,
+                                         width: image.width, image: pixels, source: image.id)
+            XCTAssertNil(returned)
+        }
+        var walk = ThresholdWalk(start: 36, end: 48)
+        while let t = walk.next {
+            var pass = CAMEvaluator(dataSet: .coco, mode: .fixed(threshold: t), crf: .coco)
+            for (image, pixels) in zip(subset, rgb) {
+                try pass.add(cams: image.cams, groundTruth: image.groundTruth, height: image.height,
+                             width: image.width, image: pixels, source: image.id)
+            }
+            walk.record(pass.fixedCounts, dataSet: .coco)
+        }
+        let metrics = curve.metrics()
+        XCTAssertEqual(metrics, walk.metrics(dataSet: .coco, crf: true, imageCount: subset.count))
+        XCTAssertTrue(metrics.crf)
+        XCTAssertEqual(metrics.mode, "curve")
+    }
+
+    /// A curve starting at or after its end evaluates nothing and reports 0 and 0, as the reference.
+    func testEmptyCurve() throws {
+        var evaluator = CAMEvaluator(dataSet: .voc, mode: .curve(start: 75, end: 60))
+        try evaluator.add(cams: [0: Tensor([1, 2], values: [0.9, 0.1])], groundTruth: [1, 0], height: 1, width: 2, source: "e")
+        let metrics = evaluator.metrics()
+        XCTAssertEqual(metrics.bestThreshold, 0)
+        XCTAssertEqual(metrics.bestMeanIoU, 0)
+        XCTAssertTrue(metrics.curve.isEmpty)
+        XCTAssertNoThrow(try metrics.jsonData())
+        XCTAssertNoThrow(metrics.meanIoUChart().render())
+        // A fixed threshold over an image whose pixels are all ignored: mIoU reported as 0, not NaN.
+        var ignored = CAMEvaluator(dataSet: .voc, mode: .fixed(threshold: 0.4))
+        try ignored.add(cams: [:], groundTruth: [255, 255], height: 1, width: 2, source: "i")
+        XCTAssertEqual(ignored.metrics().bestMeanIoU, 0)
+        XCTAssertNoThrow(try ignored.metrics().jsonData())
     }
 
     /// With CRF, the fixed-threshold prediction is the CRF of the argmax indices mapped to labels.
@@ -251,7 +294,7 @@ final class EvaluationTests: XCTestCase {
             let v: UInt8 = g == 0 || g == 255 ? 40 : UInt8(100 + 30 * Int(g % 5))
             for c in 0..<3 { rgb[i * 3 + c] = v &+ UInt8((i * 7 + c * 13) % 17) }
         }
-        var evaluator = try CAMEvaluator(dataSet: .coco, mode: .fixed(threshold: 0.42), crf: .coco)
+        var evaluator = CAMEvaluator(dataSet: .coco, mode: .fixed(threshold: 0.42), crf: .coco)
         let gt = Image8(width: image.width, height: image.height, channels: 1, pixels: image.groundTruth)
         let rgbImage = Image8(width: image.width, height: image.height, channels: 3, pixels: rgb)
         let prediction = try evaluator.add(cams: image.cams, groundTruth: gt, image: rgbImage, source: image.id)!

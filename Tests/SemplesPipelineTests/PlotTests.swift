@@ -88,7 +88,7 @@ final class PlotTests: XCTestCase {
 
     func testMeanIoUChartMarksTheBestThreshold() throws {
         let (images, _) = try EvaluationFixtures.sweepImages("voc")
-        var evaluator = try CAMEvaluator(dataSet: .voc, mode: .curve(start: 35, end: 60))
+        var evaluator = CAMEvaluator(dataSet: .voc, mode: .curve(start: 35, end: 60))
         for image in images {
             try evaluator.add(cams: image.cams, groundTruth: image.groundTruth, height: image.height, width: image.width, source: image.id)
         }
@@ -106,7 +106,7 @@ final class PlotTests: XCTestCase {
 
     /// A fixed-threshold report has one point; its chart still gets a sensible x range.
     func testSinglePointChart() throws {
-        var evaluator = try CAMEvaluator(dataSet: .coco, mode: .fixed(threshold: 0.42))
+        var evaluator = CAMEvaluator(dataSet: .coco, mode: .fixed(threshold: 0.42))
         try evaluator.add(cams: [0: Tensor([1, 3], values: [0.9, 0.1, 0.5])], groundTruth: [1, 0, 0], height: 1, width: 3, source: "p")
         let chart = evaluator.metrics().meanIoUChart()
         XCTAssertEqual(chart.xRange!.lowerBound, 0.37, accuracy: 1e-12)

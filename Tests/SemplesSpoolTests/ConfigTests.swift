@@ -101,8 +101,13 @@ final class ConfigTests: XCTestCase {
         let id = newJobID(now: 1_795_000_000)
         XCTAssertTrue(id.hasPrefix("261118-"), id)
         XCTAssertEqual(id.count, 20)
-        let ids = Set((0..<2000).map { _ in newJobID() })
-        XCTAssertGreaterThan(ids.count, 1990)
+        // Distinct milliseconds give distinct IDs (within one millisecond the daemon's reservation
+        // in .state/ids settles clashes of the random bits).
+        let ids = (0..<2000).map { newJobID(now: 1_795_000_000 + Double($0) * 0.001 + 0.0002) }
+        XCTAssertEqual(Set(ids).count, 2000)
+        XCTAssertEqual(ids, ids.sorted())
+        let earlier = newJobID(now: 1_795_000_000.120), later = newJobID(now: 1_795_000_000.121)
+        XCTAssertLessThan(earlier, later, "IDs within one second sort by time")
         let t = RunningTicket(file: RunningTicket.name(id: id, host: "node-1", pid: 42, start: 99))
         XCTAssertEqual(t?.id, id)
         XCTAssertEqual(t?.host, "node-1")
@@ -128,17 +133,23 @@ final class ManifestCheckTests: XCTestCase {
         defer { _ = try? FileManager.default.removeItem(atPath: folder) }
         try Sys.writeAtomically("a\n", to: folder + "/data/train.txt")
         try Sys.writeAtomically("w", to: folder + "/model.pth")
-        let text = "job: cam\nname: keep me\ndata_path: ../data\nimg_list: ../data/train.txt\nresume: " + folder + "/model.pth\nscales: [1.0]\n"
-        let summary = try ManifestCheck.validate(bytes: Array(text.utf8), name: "j.yaml", folder: folder + "/jobs")
-        let resolved = String(decoding: ManifestCheck.resolvingPaths(Array(text.utf8), manifest: summary.manifest), as: UTF8.self)
+        let camText = "job: cam\nname: keep me\ndata_path: ../data\nimg_list: ../data/train.txt\nresume: " + folder + "/model.pth\nscales: [1.0]\n"
+        let summary = try ManifestCheck.validate(bytes: Array(camText.utf8), name: "j.yaml", folder: folder + "/jobs")
+        let resolved = String(decoding: ManifestCheck.resolvingPaths(Array(camText.utf8), manifest: summary.manifest), as: UTF8.self)
         XCTAssertTrue(resolved.contains("data_path: " + folder + "/data\n"), resolved)
         XCTAssertTrue(resolved.contains("img_list: " + folder + "/data/train.txt\n"), resolved)
         XCTAssertTrue(resolved.contains("name: keep me"), resolved)
         // The rewritten text is still valid, from anywhere.
         XCTAssertEqual(try ManifestCheck.validate(bytes: Array(resolved.utf8), name: "j.yaml", folder: "/").manifest.dataPath, folder + "/data")
-        XCTAssertThrowsError(try ManifestCheck.validate(bytes: Array(text.utf8), name: "j.yaml", folder: "/")) { error in
+        XCTAssertThrowsError(try ManifestCheck.validate(bytes: Array(camText.utf8), name: "j.yaml", folder: "/")) { error in
             XCTAssertTrue("\(error)".contains("key 'data_path'"), "\(error)")
         }
+        // Keys of a job's own section (here job: weaktr's img_ms_list) are resolved too.
+        try Sys.writeAtomically("a\n", to: folder + "/data/ms.txt")
+        let weaktr = "job: weaktr\ndata_path: ../data\nimg_list: ../data/train.txt\nimg_ms_list: ../data/ms.txt\n"
+        let w = try ManifestCheck.validate(bytes: Array(weaktr.utf8), name: "w.yaml", folder: folder + "/jobs")
+        let text = String(decoding: ManifestCheck.resolvingPaths(Array(weaktr.utf8), manifest: w.manifest), as: UTF8.self)
+        XCTAssertTrue(text.contains("img_ms_list: " + folder + "/data/ms.txt"), text)
         let absolute = Array(resolved.utf8)
         XCTAssertEqual(ManifestCheck.resolvingPaths(absolute, manifest: summary.manifest), absolute, "nothing left to resolve")
     }

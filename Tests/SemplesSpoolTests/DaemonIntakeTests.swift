@@ -43,9 +43,12 @@ final class DaemonIntakeTests: XCTestCase {
         try Sys.makeDirectories(staging)
         for i in 0..<count { try Sys.writeAtomically(h.manifest("items=0"), to: staging + "/burst-\(i).yaml") }
         for i in 0..<count { try Sys.rename(staging + "/burst-\(i).yaml", h.layout.incoming + "/burst-\(i).yaml") }
+        // Cheap to poll (no record parsing): every file taken, nothing queued or running.
         try h.wait("\(count) jobs finished", timeout: 240) {
-            h.records().filter { $0.state == .succeeded }.count == count
+            h.store.allIDs().count == count && ((try? Sys.list(h.layout.queue)) ?? ["?"]).isEmpty
+                && ((try? Sys.list(h.layout.running)) ?? ["?"]).isEmpty
         }
+        XCTAssertEqual(h.records().filter { $0.state == .succeeded }.count, count)
         let records = h.records()
         XCTAssertEqual(records.count, count)
         XCTAssertEqual(Set(records.map { $0.name }).count, count, "every file became exactly one job")
@@ -66,15 +69,16 @@ final class DaemonIntakeTests: XCTestCase {
 
     func testOverflowBurstWithStalledReaderLosesNothing() throws {
         // 20,000 files arrive while the daemon is stopped (SIGSTOP): the inotify queue (16,384 events)
-        // overflows, and the rescan must account for every file. Most are invalid, so they are
-        // rejected quickly; every 100th is a real job.
+        // overflows, and the rescan must account for every file. Every 100th is a real job.
         let h = try SpoolHarness(["concurrent_jobs": "4", "job_command": "[/bin/true]"])
         try h.start()
         h.signal(SIGSTOP)
         let count = 20_000
         for i in 0..<count {
             let good = i % 100 == 0
-            try Sys.writeAtomically(good ? h.manifest() : "not: a job\n", to: h.layout.incoming + "/f\(i).yaml")
+            // The others are not manifests at all (rejected by name, the cheapest path), so the test
+            // spends its time on the overflow and the accounting, not on parsing.
+            try Sys.writeAtomically(good ? h.manifest() : "not: a job\n", to: h.layout.incoming + "/f\(i)" + (good ? ".yaml" : ".txt"))
         }
         h.signal(SIGCONT)
         try h.wait("every file accounted for", timeout: 600) {
@@ -99,7 +103,7 @@ final class DaemonIntakeTests: XCTestCase {
         for piece in pieces {
             _ = piece.withCString { write(fd, $0, strlen($0)) }
             Sys.sleep(0.3)
-            XCTAssertTrue(h.records().isEmpty, "taken while still being written")
+            XCTAssertTrue(Sys.exists(path) && h.records().isEmpty, "taken while still being written")
         }
         close(fd)
         let r = try h.waitForState("slow writer.yaml", .succeeded)
@@ -108,6 +112,7 @@ final class DaemonIntakeTests: XCTestCase {
         Sys.sleep(1.2)   // a full rescan later, the ignored files are still untouched
         for name in ignored { XCTAssertTrue(Sys.exists(h.layout.incoming + "/" + name), name) }
         XCTAssertEqual(h.records().count, 1)
+        XCTAssertEqual(try Sys.list(h.layout.rejected), [], "nothing was rejected half-written")
         XCTAssertEqual(try h.stop(), 0)
     }
 
@@ -158,6 +163,19 @@ final class DaemonIntakeTests: XCTestCase {
         XCTAssertEqual(try h.stop(), 0)
     }
 
+    func testConcurrencyLimitIsKept() throws {
+        let h = try SpoolHarness(["concurrent_jobs": "2"])
+        try h.start()
+        for i in 0..<6 { try h.drop("slot-\(i).yaml", h.manifest("items=3 item_s=0.1")) }
+        var most = 0
+        try h.wait("six done", timeout: 60) {
+            most = max(most, ((try? Sys.list(h.layout.running)) ?? []).count)
+            return h.records().filter { $0.state == .succeeded }.count == 6
+        }
+        XCTAssertEqual(most, 2, "never more than concurrent_jobs at once, and the slots are used")
+        XCTAssertEqual(try h.stop(), 0)
+    }
+
     func testTwoDaemonsOnOneSpoolRunEachJobOnce() throws {
         let h = try SpoolHarness(["concurrent_jobs": "2"])
         let first = try h.start()
@@ -172,5 +190,31 @@ final class DaemonIntakeTests: XCTestCase {
         try h.wait("both stopped", timeout: 20) { !first.isRunning && !second.isRunning }
         XCTAssertEqual(first.terminationStatus, 0)
         XCTAssertEqual(second.terminationStatus, 0)
+    }
+}
+
+/// The daemon with its default job command: the real `semples run` beside it.
+final class RealJobCommandTests: XCTestCase {
+    func testRealRunnerFailureIsRecordedWithItsError() throws {
+        guard Sys.exists(binaryFolder() + "/semples") else { return XCTFail("the semples binary is not built in \(binaryFolder())") }
+        let h = try SpoolHarness(["job_command": ""])
+        try h.start()
+        // A valid manifest whose checkpoint is not a checkpoint: the job starts and fails.
+        try h.drop("real.yaml", h.manifest("real run"))
+        try h.wait("real job finished", timeout: 60) { h.record(named: "real.yaml")?.state.isTerminal == true }
+        let r = try XCTUnwrap(h.record(named: "real.yaml"))
+        XCTAssertEqual(r.state, .failed)
+        let outbox = h.outbox(r)
+        let log = try Sys.readString(outbox + "/log.txt")
+        XCTAssertTrue(log.contains("semplesd: job \(r.id)"), log)
+        XCTAssertTrue(log.contains("--log-file"), "the job writes no log of its own: \(log)")
+        XCTAssertTrue(log.split(separator: "\n").count > 2, "the job's own lines are captured: \(log)")
+        let result = try XCTUnwrap(h.json(try Sys.readString(outbox + "/result.json")) as? [String: Any])
+        XCTAssertEqual(result["state"] as? String, "failed")
+        XCTAssertEqual(result["recorded_by"] as? String, "semplesd")
+        XCTAssertFalse((result["error"] as? String ?? "").isEmpty, "\(result)")
+        XCTAssertTrue([1, 2].contains(result["exit_code"] as? Int ?? -1), "\(result)")
+        if r.exitCode == 2 { XCTAssertEqual(r.attempts, 1, "a refused manifest is not retried") }
+        XCTAssertEqual(try h.stop(), 0)
     }
 }

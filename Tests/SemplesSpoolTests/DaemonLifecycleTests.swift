@@ -9,8 +9,9 @@ final class DaemonLifecycleTests: XCTestCase {
         let h = try SpoolHarness()
         try h.start()
         try h.drop("long.yaml", h.manifest("items=200 item_s=0.1"))
-        try h.drop("next.yaml", h.manifest())
         let running = try h.waitForState("long.yaml", .running)
+        try h.drop("next.yaml", h.manifest())
+        _ = try h.waitForState("next.yaml", .queued)
         try h.wait("progress", timeout: 10) { Sys.exists(h.outbox(running) + "/progress.json") }
         let (statusCode, statusText, _) = try h.cli(["status"])
         XCTAssertEqual(statusCode, 0)
@@ -79,8 +80,15 @@ final class DaemonLifecycleTests: XCTestCase {
             XCTAssertEqual(try Sys.list(h.layout.claimed), [], step)
             XCTAssertEqual(try Sys.list(h.layout.running), [], step)
             let runs = try Sys.readString(h.outbox(r) + "/runs.txt").split(separator: "\n")
-            // A crash after the start leaves the attempt interrupted: it is run again and finishes.
-            XCTAssertEqual(runs.count, step == "started" ? 2 : step == "result" ? 1 : 1, step)
+            if step == "started" {
+                // A crash just after the start leaves the attempt interrupted (its orphan is stopped,
+                // possibly before it wrote a line): it runs again and finishes.
+                XCTAssertTrue((1...2).contains(runs.count), "\(step): \(runs)")
+                XCTAssertEqual(r.attempts, 2, step)
+            } else {
+                XCTAssertEqual(runs.count, 1, step)
+                XCTAssertEqual(r.attempts, 1, step)
+            }
             XCTAssertTrue(Sys.exists(h.outbox(r) + "/result.json"), step)
             XCTAssertEqual(try h.stop(), 0)
         }
@@ -188,6 +196,12 @@ final class DaemonLifecycleTests: XCTestCase {
         h.signal(SIGHUP)
         _ = try h.waitForState("waits.yaml", .succeeded)
         XCTAssertNil(SpoolReader(root: h.spool).liveDaemons().first?.hold)
+        // A reload can switch the watcher.
+        try SpoolHarness.rewrite(h, ["min_free_disk_mb": "0", "watch": "poll"])
+        h.signal(SIGHUP)
+        try h.wait("polling", timeout: 10) { SpoolReader(root: h.spool).liveDaemons().first?.watch == "poll" }
+        try Sys.writeAtomically(h.manifest(), to: h.layout.incoming + "/polled.yaml")
+        _ = try h.waitForState("polled.yaml", .succeeded)
         XCTAssertEqual(try h.stop(), 0)
     }
 
@@ -275,6 +289,64 @@ final class ClientCommandTests: XCTestCase {
         try p.run()
         p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 4, "no spool")
+        // With the daemon down a request is kept (exit 5) and answered at the next start.
+        try h.drop("later.yaml", h.manifest("items=50 item_s=0.1"))
+        _ = try h.waitForState("later.yaml", .running)
+        XCTAssertEqual(try h.stop(), 0)
+        (code, out, err) = try h.cli(["cancel", "later.yaml"])
+        XCTAssertEqual(code, 5, out + err)
+        func pending() -> [String] { ((try? Sys.list(h.layout.control)) ?? []).filter { !$0.hasPrefix(".") } }
+        XCTAssertEqual(pending().count, 1)
+        try h.start()
+        _ = try h.waitForState("later.yaml", .cancelled)
+        XCTAssertEqual(pending(), [])
+        XCTAssertEqual(try h.stop(), 0)
+    }
+}
+
+/// SIGTERM while a real CAM job runs (tiny random WeakTr, synthetic VOC-layout images): the job
+/// stops at an image boundary, is requeued, and after the restart finishes without redoing the
+/// CAMs already written.
+final class RealCAMResumeTests: XCTestCase {
+    func testStopDuringCAMJobResumesWithoutRedoingImages() throws {
+        let repo = directoryName(directoryName(directoryName(#filePath)))
+        let checkpoint = repo + "/fixtures/spool/tiny_voc_weaktr.pth"
+        guard Sys.exists(checkpoint) else { return XCTFail("missing \(checkpoint); run scripts/fixtures/spool.py") }
+        let h = try SpoolHarness(["job_command": "", "stop_timeout_s": "60"])
+        let images = 10
+        let (made, output, _) = try h.cli(["make-dataset", "synthetic", "--out", h.root + "/voc", "--train", "0", "--eval", "\(images)", "--seed", "3"], spool: false)
+        XCTAssertEqual(made, 0, output)
+        try h.start()
+        try h.drop("cam job.yaml", """
+        job: cam
+        data_set: VOC12
+        data_path: \(h.root)/voc
+        img_list: \(h.root)/voc/voc12/train_id.txt
+        resume: \(checkpoint)
+        reduction: 2
+        scales: [1.0]
+
+        """)
+        let r = try h.waitForState("cam job.yaml", .running, timeout: 30)
+        let cams = h.outbox(r) + "/cams"
+        func written() -> [String] { ((try? Sys.list(cams)) ?? []).filter { $0.hasSuffix(".npy") }.sorted() }
+        try h.wait("two CAMs", timeout: 60) { written().count >= 2 }
+        XCTAssertEqual(try h.stop(timeout: 90), 0)
+        let before = written()
+        let stamps = before.map { Sys.info(cams + "/" + $0) }
+        XCTAssertLessThan(before.count, images, "the job finished before the stop; use more images")
+        XCTAssertEqual(h.record(named: "cam job.yaml")?.state, .queued)
+        XCTAssertFalse(Sys.exists(h.outbox(r) + "/result.json"))
+        try h.start()
+        let done = try h.waitForState("cam job.yaml", .succeeded, timeout: 120)
+        XCTAssertEqual(written().count, images)
+        for (name, stamp) in zip(before, stamps) {
+            XCTAssertEqual(Sys.info(cams + "/" + name), stamp, "'\(name)' was written again after the restart")
+        }
+        let second = try Sys.readString(h.outbox(done) + "/log-2.txt")
+        XCTAssertTrue(second.contains("already done"), second)
+        let result = try XCTUnwrap(h.json(try Sys.readString(h.outbox(done) + "/result.json")) as? [String: Any])
+        XCTAssertEqual(result["state"] as? String, "succeeded")
         XCTAssertEqual(try h.stop(), 0)
     }
 }

@@ -44,6 +44,7 @@ exit "$code"
 
 /// The folder holding the built binaries (semplesd, semples).
 func binaryFolder() -> String {
+    if let chosen = Sys.environment("SEMPLES_BIN_DIR"), !chosen.isEmpty { return chosen }   // e.g. .build/release for benchmarks
     var folder = directoryName(Sys.executablePath() ?? "")
     // swift-corelibs-xctest runs `.build/<triple>/debug/semplesPackageTests.xctest`.
     for _ in 0..<3 where !Sys.exists(folder + "/semplesd") { folder = directoryName(folder) }
@@ -85,7 +86,7 @@ final class SpoolHarness {
             "min_free_disk_mb": "0", "job_command": "[\(stub)]", "log_level": "debug",
             "retry": "{max_attempts: 3, backoff_s: 0.2, backoff_factor: 1}", "cancel_grace_s": "2", "stop_timeout_s": "5",
         ]
-        for (k, v) in settings { all[k] = v }
+        for (k, v) in settings { all[k] = v.isEmpty ? nil : v }   // "" leaves the key out (its default applies)
         try writeConfig(all)
     }
 
@@ -188,10 +189,10 @@ final class SpoolHarness {
 
     /// Runs the real `semples` CLI against this spool; returns (exit status, stdout, stderr).
     @discardableResult
-    func cli(_ arguments: [String], environment extra: [String: String] = [:]) throws -> (Int32, String, String) {
+    func cli(_ arguments: [String], environment extra: [String: String] = [:], spool withSpool: Bool = true) throws -> (Int32, String, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binaryFolder() + "/semples")
-        p.arguments = Array(arguments.prefix(1)) + ["--spool", spool] + Array(arguments.dropFirst())
+        p.arguments = withSpool ? Array(arguments.prefix(1)) + ["--spool", spool] + Array(arguments.dropFirst()) : arguments
         var env = ProcessInfo.processInfo.environment
         for (k, v) in extra { env[k] = v }
         p.environment = env

@@ -87,4 +87,19 @@ final class InstallTests: XCTestCase {
         XCTAssertEqual(p.terminationStatus, 0, out)
         XCTAssertTrue(out.contains("spool: " + repo + "/spool"), out)
     }
+
+    func testDaemonRefusesABadConfiguration() throws {
+        let folder = NSTemporaryDirectory() + "semples-badconfig-\(getpid())"
+        try Sys.makeDirectories(folder)
+        defer { _ = try? FileManager.default.removeItem(atPath: folder) }
+        try Sys.writeAtomically("spool: s\nwatch: sometimes\n", to: folder + "/bad.yaml")
+        for arguments in [["--config", folder + "/bad.yaml"], ["--config", folder + "/missing.yaml"]] {
+            let (code, output) = try run([binaryFolder() + "/semplesd"] + arguments)
+            XCTAssertEqual(code, 1, output)
+            XCTAssertTrue(output.hasPrefix("<3>"), "journald error priority: \(output)")
+        }
+        let (_, output) = try run([binaryFolder() + "/semplesd", "--config", folder + "/bad.yaml"])
+        XCTAssertTrue(output.contains("key 'watch'"), output)
+        XCTAssertFalse(Sys.exists(folder + "/s"), "no spool is created from a bad configuration")
+    }
 }

@@ -41,4 +41,5 @@ int semples_jpeg_encode(const uint8_t *pixels, int width, int height, int channe
 
 void semples_codecs_free(void *p);
 
+
 #endif

@@ -19,6 +19,12 @@ public struct DropPath: Sendable, Equatable {
         }
     }
 
+    /// True when every scale is exactly 1 (evaluation, or rate 0): the branch gradient is then dy itself.
+    public static func allOnes(_ scales: TensorView) -> Bool {
+        for b in 0..<scales.count where scales.data[b] != 1 { return false }
+        return true
+    }
+
     /// y[b] = residual[b] + scales[b] · branch[b]. residual, branch, y: [B, ...]; y may alias either.
     public static func addScaled(_ branch: TensorView, scales: TensorView, to residual: TensorView, into y: TensorView) {
         let B = scales.count

@@ -10,34 +10,25 @@ import Foundation
 ///   negative src to 0; bicubic does not.
 /// Then index = min(⌊src⌋, n−1) and the fraction t = clamp(src − index, 0, 1).
 public enum Resize {
-    /// One axis's precomputed taps.
-    struct Axis {
-        var index: [Int]
-        var fraction: [Float]
-    }
-
     static func sourceScale(input n: Int, output m: Int, alignCorners: Bool, scaleFactor: Double?) -> Float {
         if alignCorners { return m > 1 ? Float(n - 1) / Float(m - 1) : 0 }
         if let s = scaleFactor, s > 0 { return Float(1.0 / s) }
         return Float(n) / Float(m)
     }
 
-    static func axis(input n: Int, output m: Int, alignCorners: Bool, scaleFactor: Double?, cubic: Bool) -> Axis {
-        let scale = sourceScale(input: n, output: m, alignCorners: alignCorners, scaleFactor: scaleFactor)
-        var index = [Int](repeating: 0, count: m), fraction = [Float](repeating: 0, count: m)
-        for d in 0..<m {
-            var src: Float
-            if alignCorners {
-                src = scale * Float(d)
-            } else {
-                src = scale * (Float(d) + 0.5) - 0.5
-                if !cubic && src < 0 { src = 0 }
-            }
-            let i = min(Int(src.rounded(.down)), n - 1)
-            index[d] = i
-            fraction[d] = min(max(src - Float(i), 0), 1)
+    /// Source tap of output index d on an axis of n inputs: (index, fraction). Computed on the fly,
+    /// so resizing allocates nothing.
+    @inline(__always)
+    static func tap(_ d: Int, scale: Float, input n: Int, alignCorners: Bool, cubic: Bool) -> (Int, Float) {
+        var src: Float
+        if alignCorners {
+            src = scale * Float(d)
+        } else {
+            src = scale * (Float(d) + 0.5) - 0.5
+            if !cubic && src < 0 { src = 0 }
         }
-        return Axis(index: index, fraction: fraction)
+        let i = min(Int(src.rounded(.down)), n - 1)
+        return (i, min(max(src - Float(i), 0), 1))
     }
 
     static func planes(_ x: TensorView, _ y: TensorView) -> (P: Int, H: Int, W: Int, Ho: Int, Wo: Int) {
@@ -53,50 +44,48 @@ public enum Resize {
     public static func bilinear(_ x: TensorView, into y: TensorView, alignCorners: Bool,
                                 scaleFactors: (height: Double, width: Double)? = nil) {
         let (P, H, W, Ho, Wo) = planes(x, y)
-        let ay = axis(input: H, output: Ho, alignCorners: alignCorners, scaleFactor: scaleFactors?.height, cubic: false)
-        let ax = axis(input: W, output: Wo, alignCorners: alignCorners, scaleFactor: scaleFactors?.width, cubic: false)
+        let sy = sourceScale(input: H, output: Ho, alignCorners: alignCorners, scaleFactor: scaleFactors?.height)
+        let sx = sourceScale(input: W, output: Wo, alignCorners: alignCorners, scaleFactor: scaleFactors?.width)
         let xp = x.data, yp = y.data
-        ay.index.withUnsafeBufferPointer { yi in ay.fraction.withUnsafeBufferPointer { yf in
-        ax.index.withUnsafeBufferPointer { xi in ax.fraction.withUnsafeBufferPointer { xf in
-            Parallel.forEachWithoutBLAS(P * Ho) { po in
-                let p = po / Ho, oy = po % Ho
-                let y0 = yi[oy], y1 = y0 + (y0 < H - 1 ? 1 : 0), ty = yf[oy]
-                let r0 = xp + p * H * W + y0 * W, r1 = xp + p * H * W + y1 * W
-                let out = yp + po * Wo
-                for ox in 0..<Wo {
-                    let x0 = xi[ox], x1 = x0 + (x0 < W - 1 ? 1 : 0), tx = xf[ox]
-                    out[ox] = (1 - ty) * ((1 - tx) * r0[x0] + tx * r0[x1]) + ty * ((1 - tx) * r1[x0] + tx * r1[x1])
-                }
+        Parallel.forEachWithoutBLAS(P * Ho) { po in
+            let p = po / Ho, oy = po % Ho
+            let (y0, ty) = tap(oy, scale: sy, input: H, alignCorners: alignCorners, cubic: false)
+            let y1 = y0 + (y0 < H - 1 ? 1 : 0)
+            let r0 = xp + p * H * W + y0 * W, r1 = xp + p * H * W + y1 * W
+            let out = yp + po * Wo
+            for ox in 0..<Wo {
+                let (x0, tx) = tap(ox, scale: sx, input: W, alignCorners: alignCorners, cubic: false)
+                let x1 = x0 + (x0 < W - 1 ? 1 : 0)
+                out[ox] = (1 - ty) * ((1 - tx) * r0[x0] + tx * r0[x1]) + ty * ((1 - tx) * r1[x0] + tx * r1[x1])
             }
-        }}}}
+        }
     }
 
     /// Bilinear backward: dx [..., H, W] += the transpose of the forward interpolation applied to dy.
     public static func bilinearBackward(_ dy: TensorView, dx: TensorView, alignCorners: Bool,
                                         scaleFactors: (height: Double, width: Double)? = nil) {
         let (P, H, W, Ho, Wo) = planes(dx, dy)
-        let ay = axis(input: H, output: Ho, alignCorners: alignCorners, scaleFactor: scaleFactors?.height, cubic: false)
-        let ax = axis(input: W, output: Wo, alignCorners: alignCorners, scaleFactor: scaleFactors?.width, cubic: false)
+        let sy = sourceScale(input: H, output: Ho, alignCorners: alignCorners, scaleFactor: scaleFactors?.height)
+        let sx = sourceScale(input: W, output: Wo, alignCorners: alignCorners, scaleFactor: scaleFactors?.width)
         let gp = dy.data, dp = dx.data
-        ay.index.withUnsafeBufferPointer { yi in ay.fraction.withUnsafeBufferPointer { yf in
-        ax.index.withUnsafeBufferPointer { xi in ax.fraction.withUnsafeBufferPointer { xf in
-            // Each plane belongs to one worker, so the scattered adds never race.
-            Parallel.forEachWithoutBLAS(P) { p in
-                let base = dp + p * H * W
-                for oy in 0..<Ho {
-                    let y0 = yi[oy], y1 = y0 + (y0 < H - 1 ? 1 : 0), ty = yf[oy]
-                    let g = gp + (p * Ho + oy) * Wo
-                    for ox in 0..<Wo {
-                        let x0 = xi[ox], x1 = x0 + (x0 < W - 1 ? 1 : 0), tx = xf[ox]
-                        let v = g[ox]
-                        base[y0 * W + x0] += (1 - ty) * (1 - tx) * v
-                        base[y0 * W + x1] += (1 - ty) * tx * v
-                        base[y1 * W + x0] += ty * (1 - tx) * v
-                        base[y1 * W + x1] += ty * tx * v
-                    }
+        // Each plane belongs to one worker, so the scattered adds never race.
+        Parallel.forEachWithoutBLAS(P) { p in
+            let base = dp + p * H * W
+            for oy in 0..<Ho {
+                let (y0, ty) = tap(oy, scale: sy, input: H, alignCorners: alignCorners, cubic: false)
+                let y1 = y0 + (y0 < H - 1 ? 1 : 0)
+                let g = gp + (p * Ho + oy) * Wo
+                for ox in 0..<Wo {
+                    let (x0, tx) = tap(ox, scale: sx, input: W, alignCorners: alignCorners, cubic: false)
+                    let x1 = x0 + (x0 < W - 1 ? 1 : 0)
+                    let v = g[ox]
+                    base[y0 * W + x0] += (1 - ty) * (1 - tx) * v
+                    base[y0 * W + x1] += (1 - ty) * tx * v
+                    base[y1 * W + x0] += ty * (1 - tx) * v
+                    base[y1 * W + x1] += ty * tx * v
                 }
             }
-        }}}}
+        }
     }
 
     /// Cubic convolution weights (Keys, A = −0.75) for taps at −1, 0, 1, 2 given fraction t.
@@ -112,28 +101,25 @@ public enum Resize {
     public static func bicubic(_ x: TensorView, into y: TensorView, alignCorners: Bool = false,
                                scaleFactors: (height: Double, width: Double)? = nil) {
         let (P, H, W, Ho, Wo) = planes(x, y)
-        let ay = axis(input: H, output: Ho, alignCorners: alignCorners, scaleFactor: scaleFactors?.height, cubic: true)
-        let ax = axis(input: W, output: Wo, alignCorners: alignCorners, scaleFactor: scaleFactors?.width, cubic: true)
-        let wy = ay.fraction.map(cubicWeights), wx = ax.fraction.map(cubicWeights)
+        let sy = sourceScale(input: H, output: Ho, alignCorners: alignCorners, scaleFactor: scaleFactors?.height)
+        let sx = sourceScale(input: W, output: Wo, alignCorners: alignCorners, scaleFactor: scaleFactors?.width)
         let xp = x.data, yp = y.data
         @inline(__always) func clampIndex(_ i: Int, _ n: Int) -> Int { min(max(i, 0), n - 1) }
-        for p in 0..<P {
+        Parallel.forEachWithoutBLAS(P * Ho) { po in
+            let p = po / Ho, oy = po % Ho
             let plane = xp + p * H * W
-            for oy in 0..<Ho {
-                let iy = ay.index[oy], cy = wy[oy]
-                let rows = [clampIndex(iy - 1, H), clampIndex(iy, H), clampIndex(iy + 1, H), clampIndex(iy + 2, H)]
-                let cyw = [cy.0, cy.1, cy.2, cy.3]
-                for ox in 0..<Wo {
-                    let ix = ax.index[ox], cx = wx[ox]
-                    let c0 = clampIndex(ix - 1, W), c1 = clampIndex(ix, W), c2 = clampIndex(ix + 1, W), c3 = clampIndex(ix + 2, W)
-                    var acc: Float = 0
-                    for j in 0..<4 {
-                        let r = plane + rows[j] * W
-                        let v = cx.0 * r[c0] + cx.1 * r[c1] + cx.2 * r[c2] + cx.3 * r[c3]
-                        acc += cyw[j] * v
-                    }
-                    yp[(p * Ho + oy) * Wo + ox] = acc
+            let (iy, ty) = tap(oy, scale: sy, input: H, alignCorners: alignCorners, cubic: true)
+            let wy = cubicWeights(ty)
+            let r0 = plane + clampIndex(iy - 1, H) * W, r1 = plane + clampIndex(iy, H) * W
+            let r2 = plane + clampIndex(iy + 1, H) * W, r3 = plane + clampIndex(iy + 2, H) * W
+            for ox in 0..<Wo {
+                let (ix, tx) = tap(ox, scale: sx, input: W, alignCorners: alignCorners, cubic: true)
+                let wx = cubicWeights(tx)
+                let c0 = clampIndex(ix - 1, W), c1 = clampIndex(ix, W), c2 = clampIndex(ix + 1, W), c3 = clampIndex(ix + 2, W)
+                @inline(__always) func row(_ r: UnsafeMutablePointer<Float>) -> Float {
+                    wx.0 * r[c0] + wx.1 * r[c1] + wx.2 * r[c2] + wx.3 * r[c3]
                 }
+                yp[po * Wo + ox] = wy.0 * row(r0) + wy.1 * row(r1) + wy.2 * row(r2) + wy.3 * row(r3)
             }
         }
     }

@@ -145,9 +145,10 @@ public struct TransformerBlock: Sendable {
         let flat = [B * T, D]
         precondition(dy.shape == x.shape, "block backward: dy \(dy.shape), x \(x.shape)")
         let dh = scratch.residualGradient, branch = scratch.branchGradient, dnorm = scratch.normGradient
-        // MLP branch: ∂/∂(fc2 output) = scale_b · dy.
-        DropPath.scale(dy, scales: cache.mlpScales, into: branch)
-        fc2.backward(branch, x: cache.hidden, dx: scratch.hiddenGradient, accumulate: false,
+        // MLP branch: ∂/∂(fc2 output) = scale_b · dy (dy itself when no sample was dropped or scaled).
+        let mlpBranch = DropPath.allOnes(cache.mlpScales) ? dy : branch
+        if mlpBranch.data != dy.data { DropPath.scale(dy, scales: cache.mlpScales, into: branch) }
+        fc2.backward(mlpBranch, x: cache.hidden, dx: scratch.hiddenGradient, accumulate: false,
                      parameterGradients: parameterGradients)
         configuration.activation.backward(scratch.hiddenGradient, x: cache.hiddenPre, dx: scratch.hiddenGradient,
                                           accumulate: false)
@@ -158,8 +159,9 @@ public struct TransformerBlock: Sendable {
         norm2.backward(dnorm.reshaped(flat), x: cache.residual.reshaped(flat), mean: cache.mean2, rstd: cache.rstd2,
                        dx: dh.reshaped(flat), accumulate: true, parameterGradients: parameterGradients)
         // Attention branch.
-        DropPath.scale(dh, scales: cache.attentionScales, into: branch)
-        attention.backward(branch, x: cache.norm1Output, cache: cache.attention, scratch: scratch.attention,
+        let attentionBranch = DropPath.allOnes(cache.attentionScales) ? dh : branch
+        if attentionBranch.data != dh.data { DropPath.scale(dh, scales: cache.attentionScales, into: branch) }
+        attention.backward(attentionBranch, x: cache.norm1Output, cache: cache.attention, scratch: scratch.attention,
                            dx: dnorm, accumulate: false, parameterGradients: parameterGradients)
         norm1.backward(dnorm.reshaped(flat), x: x.reshaped(flat), mean: cache.mean1, rstd: cache.rstd1,
                        dx: dx?.reshaped(flat), accumulate: accumulate, parameterGradients: parameterGradients)

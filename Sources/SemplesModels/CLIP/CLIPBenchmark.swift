@@ -11,6 +11,16 @@ public enum CLIPBenchmark {
         public var runs: Int
     }
 
+    /// Timings of one side, as `semples clip bench` and `scripts/fixtures/clip.py bench` print them.
+    public struct Report: Codable, Sendable {
+        public var threads: Int
+        public var results: [Result]
+        public init(threads: Int, results: [Result]) {
+            self.threads = threads
+            self.results = results
+        }
+    }
+
     /// Fills every parameter with N(0, 0.02²) (LayerNorm weights 1), deterministic by seed.
     public static func randomise(_ model: CLIPModel, seed: UInt64 = 0) {
         var g = SeededGenerator(seed: seed)

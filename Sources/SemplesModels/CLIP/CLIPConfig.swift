@@ -88,8 +88,10 @@ public struct CLIPConfig: Equatable, Sendable, Codable {
     public static func inferred(from shapes: [String: [Int]], path: String) throws -> CLIPConfig {
         func shape(_ key: String, rank: Int) throws -> [Int] {
             guard let s = shapes[key] else {
-                throw FormatError(path, "has no '\(key)': not a CLIP ViT state dict (keys as in OpenAI's "
-                    + "model, e.g. 'visual.conv1.weight', 'token_embedding.weight')")
+                let found = shapes.keys.sorted().prefix(6).map { "'\($0)'" }.joined(separator: ", ")
+                throw FormatError(path, "has no '\(key)': not a CLIP ViT state dict (found \(shapes.count) "
+                    + "tensors: \(found)\(shapes.count > 6 ? ", …" : "")). Expected OpenAI's CLIP ViT names such as "
+                    + "'visual.conv1.weight' and 'token_embedding.weight' (ResNet CLIP models are not supported).")
             }
             guard s.count == rank else {
                 throw FormatError(path, "'\(key)' has shape \(s), expected rank \(rank)")

@@ -37,8 +37,9 @@ public struct CLIPImageEncoder {
         let embedded: TensorView    // [B, T, W] tokens + positions, before ln_pre
         let preMean, preRstd: TensorView
         let stream: TensorView      // [B, T, W] residual stream (the final block output at the end)
-        let blocks: [CLIPResidualBlock.Activations]
-        let classTokens: TensorView // [B, W] stream rows 0, gathered
+        let blocks: [CLIPResidualBlock.Activations]  // all blocks but the last
+        let last: CLIPResidualBlock.ClassTokenActivations?
+        let classTokens: TensorView // [B, W] the encoder output at token 0
         let postNormed: TensorView  // [B, W]
         let postMean, postRstd: TensorView
         let scratch: TensorView     // [B, T, W]
@@ -51,8 +52,10 @@ public struct CLIPImageEncoder {
         let perBlock = 4 * B * T * W + 4 * B * T + (B * T * 3 * W + B * H * T * T + B * T * W) + 2 * B * T * 4 * W
         let blockScratch = B * T * 3 * W + B * T * W + B * H * T * T + B * T * W + B * T * 4 * W
         var n = B * c.grid * c.grid * (3 * P * P + W) + 3 * B * T * W + 2 * B * T + 4 * B * W + 2 * B
-        n += perBlock * (backward ? blocks.count : 1)
-        if backward { n += blockScratch + B * T * W + B * c.grid * c.grid * 3 * P * P + 2 * B * W }
+        // Kept activations per block (the class-token block needs less than a full one), or one
+        // shared set plus the class-token block's; backward adds both kinds of scratch.
+        n += perBlock * (backward ? blocks.count : 2)
+        if backward { n += 2 * blockScratch + B * T * W + B * c.grid * c.grid * 3 * P * P + 2 * B * W }
         return n + n / 64 + 16 * (blocks.count * 20 + 40)  // margin and 16-float alignment padding
     }
 
@@ -84,21 +87,30 @@ public struct CLIPImageEncoder {
         lnPre.forward(embedded, into: stream, mean: preMean, rstd: preRstd)
         let scratch = arena.allocate([B, T, W])
         var saved: [CLIPResidualBlock.Activations] = []
-        let shared = keepActivations ? nil : blocks.first?.makeActivations(arena, batch: B, tokens: T)
-        for block in blocks {
+        let body = blocks.dropLast()
+        let shared = keepActivations ? nil : body.first?.makeActivations(arena, batch: B, tokens: T)
+        for block in body {
             let a = shared ?? block.makeActivations(arena, batch: B, tokens: T)
             block.forward(stream, saved: a, scratch: scratch)
             saved.append(a)
         }
+        // Only token 0 leaves the encoder: the last block runs for the class token alone.
         let classTokens = arena.allocate([B, W])
-        for b in 0..<B { classTokens[b].copy(from: stream[b][0]) }
+        var last: CLIPResidualBlock.ClassTokenActivations?
+        if let block = blocks.last {
+            let a = block.makeClassTokenActivations(arena, batch: B, tokens: T)
+            block.forwardClassToken(stream, into: classTokens, saved: a)
+            last = a
+        } else {
+            for b in 0..<B { classTokens[b].copy(from: stream[b][0]) }
+        }
         let postNormed = arena.allocate([B, W])
         let postMean = arena.allocate([B]), postRstd = arena.allocate([B])
         lnPost.forward(classTokens, into: postNormed, mean: postMean, rstd: postRstd)
         BLAS.gemm(m: B, n: E, k: W, a: postNormed.data, lda: W, b: projection.value.data, ldb: E,
                   beta: 0, c: features.data, ldc: E)
         return Pass(batch: B, patches: patches, embedded: embedded, preMean: preMean, preRstd: preRstd,
-                    stream: stream, blocks: saved, classTokens: classTokens, postNormed: postNormed,
+                    stream: stream, blocks: saved, last: last, classTokens: classTokens, postNormed: postNormed,
                     postMean: postMean, postRstd: postRstd, scratch: scratch, keepsActivations: keepActivations)
     }
 
@@ -118,11 +130,16 @@ public struct CLIPImageEncoder {
         let dClass = arena.allocate([B, W])
         lnPost.backward(dPost, x: pass.classTokens, mean: pass.postMean, rstd: pass.postRstd, dx: dClass,
                         accumulate: false, parameterGradients: false)
-        // Only the class token reaches the output: the stream gradient is zero elsewhere.
-        let dStream = arena.zeros([B, T, W])
-        for b in 0..<B { dStream[b][0].copy(from: dClass[b]) }
+        let dStream = arena.allocate([B, T, W])
+        if let block = blocks.last, let saved = pass.last {
+            let scratch = block.makeClassTokenScratch(arena, batch: B, tokens: T)
+            block.backwardClassToken(dClass, saved: saved, scratch: scratch, dx: dStream)
+        } else {
+            dStream.zero()
+            for b in 0..<B { dStream[b][0].copy(from: dClass[b]) }
+        }
         let scratch = blocks.first?.makeScratch(arena, batch: B, tokens: T)
-        for (block, saved) in zip(blocks, pass.blocks).reversed() {
+        for (block, saved) in zip(blocks.dropLast(), pass.blocks).reversed() {
             block.backward(dStream, saved: saved, scratch: scratch!)
         }
         let dEmbedded = arena.allocate([B, T, W])

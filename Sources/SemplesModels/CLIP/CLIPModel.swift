@@ -4,6 +4,14 @@ import SemplesFormats
 
 /// A frozen CLIP ViT model: both encoders over one parameter store whose names are the
 /// state-dict keys of spec §7.1. No gradient memory: only input gradients are formed.
+///
+/// Use in training (spec §3):
+/// - class prompts once per job: `CLIPTextFeatures(classNames:model:tokenizer:)` (unit rows);
+/// - masked images: `image.forward(x, into: f, arena:, keepActivations: true)` → pass, then
+///   `image.backward(dF, pass:, imagesGradient: dX, arena:)` adds ∂L/∂pixels;
+/// - background prompts [C, L, W]: `text.encodeBackgroundPrompts(p, into: f, arena:,
+///   keepActivations: true)` and `text.backwardBackgroundPrompts(dF, pass:, promptsGradient:, arena:)`.
+/// Arena sizes come from `image.arenaSize(batch:backward:)` / `text.arenaSize(batch:tokens:backward:)`.
 public final class CLIPModel {
     public let config: CLIPConfig
     public let store: ParameterStore
@@ -32,7 +40,9 @@ public final class CLIPModel {
                 if p.name != "logit_scale" { missing.append(p.name) }
                 continue
             }
-            if t.shape != p.shape && !(p.shape.count == 1 && t.count == 1 && p.shape.rank == 0) {
+            // A scalar (logit_scale) may be stored as [] or [1].
+            let scalarMatch = p.shape.rank == 0 && t.count == 1
+            if t.shape != p.shape && !scalarMatch {
                 misshaped.append("'\(p.name)': \(t.shape) in file, \(p.shape) in model")
             }
         }

@@ -17,13 +17,32 @@ public enum CLIPTextCleaner {
 
     // MARK: - Unicode repair
 
-    /// Applies the repair steps until the text stops changing, as the fixer does.
+    /// Repairs the text line by line (each line with its "\n"), as the fixer does. HTML entities
+    /// are unescaped here only until a line containing "<" has been seen (markup is left alone).
     static func fixText(_ text: String) -> String {
+        var out = ""
+        var unescape = true
+        var line = String.UnicodeScalarView()
+        func flush() {
+            let segment = String(line)
+            if segment.contains("<") { unescape = false }
+            out += fixSegment(segment, unescape: unescape)
+            line.removeAll()
+        }
+        for s in text.unicodeScalars {
+            line.append(s)
+            if s == "\n" { flush() }
+        }
+        if !line.isEmpty { flush() }
+        return out
+    }
+
+    /// Applies the repair steps to one segment until it stops changing.
+    static func fixSegment(_ text: String, unescape: Bool) -> String {
         var current = text
-        for _ in 0..<8 {
+        for _ in 0..<16 {
             var t = current
-            // HTML is unescaped here only when the text does not look like markup.
-            if !t.contains("<") { t = unescapeHTML(t) }
+            if unescape { t = unescapeEntities(t) }
             t = fixMojibake(t)
             // Terminal escapes go before control characters, or their ESC would be dropped alone.
             t = removeTerminalEscapes(t)
@@ -50,6 +69,46 @@ public enum CLIPTextCleaner {
             if unchanged { break }
         }
         return current
+    }
+
+    /// The repair step's entity decoding: only complete references `&name;` / `&#n;` / `&#xh;`
+    /// (semicolon required); all-capitals names of lower-case entities decode to capitals.
+    static func unescapeEntities(_ text: String) -> String {
+        guard text.contains("&") else { return text }
+        let s = Array(text.unicodeScalars)
+        var out = String.UnicodeScalarView()
+        var i = 0
+        func isAlphanumeric(_ c: Unicode.Scalar) -> Bool { c.isASCIILetter || (c.value >= 0x30 && c.value <= 0x39) }
+        while i < s.count {
+            if s[i] == "&" {
+                var j = i + 1
+                let numeric = j < s.count && s[j] == "#"
+                if numeric { j += 1 }
+                let start = j
+                while j < s.count, j - start < 24, isAlphanumeric(s[j]) { j += 1 }
+                if j > start, j < s.count, s[j] == ";" {
+                    let body = String(String.UnicodeScalarView(s[start..<j]))
+                    var replacement: String?
+                    if numeric {
+                        let decoded = unescapeHTML("&#" + body + ";")
+                        if !decoded.contains(";") { replacement = decoded }
+                    } else if let r = namedEntities[body] {
+                        replacement = r
+                    } else if body == body.uppercased(), let r = namedEntities[body.lowercased()],
+                              namedEntities[body] == nil {
+                        replacement = r.uppercased()
+                    }
+                    if let r = replacement {
+                        out.append(contentsOf: r.unicodeScalars)
+                        i = j + 1
+                        continue
+                    }
+                }
+            }
+            out.append(s[i])
+            i += 1
+        }
+        return String(out)
     }
 
     static func isRemovedControl(_ v: UInt32) -> Bool {

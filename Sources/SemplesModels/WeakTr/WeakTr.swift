@@ -4,12 +4,26 @@ import SemplesFormats
 
 /// Where the 12·6 attention maps of a forward pass live while the AAF weights are not yet known
 /// (spec §9.3).
-public enum WeakTrAttentionMemory: Sendable {
+public enum WeakTrAttentionMemory: Sendable, Equatable {
     /// Keep only Q and K of each layer and recompute each map once the weights are known:
-    /// memory O(L·N·D + N²), about 12% more arithmetic.
+    /// memory O(L·N·D), about 15% more arithmetic.
     case recompute
     /// Keep all L·H maps (L·H·N² floats), as the reference does.
     case keep
+    /// Keep the maps when they take at most `limitBytes`, recompute otherwise.
+    case automatic(limitBytes: Int)
+
+    /// The default: keep up to 512 MB of maps (VOC images at scale 1.2), recompute beyond.
+    public static let standard = WeakTrAttentionMemory.automatic(limitBytes: 512 << 20)
+
+    /// Whether a pass over `tokens` tokens keeps its `maps` attention maps.
+    public func keeps(tokens: Int, maps: Int) -> Bool {
+        switch self {
+        case .recompute: return false
+        case .keep: return true
+        case .automatic(let limit): return maps * tokens * tokens * 4 <= limit
+        }
+    }
 }
 
 /// Results of one forward pass. The views point into the model's workspace and stay valid until
@@ -32,7 +46,7 @@ public struct WeakTrOutput {
 public final class WeakTr {
     public let config: WeakTrConfig
     let weights: WeakTrWeights
-    public var attentionMemory: WeakTrAttentionMemory = .recompute
+    public var attentionMemory: WeakTrAttentionMemory = .standard
     private var arena: Arena?
 
     /// Builds the model from a state dict, checking every key and shape (spec §7.1).
@@ -56,7 +70,8 @@ public final class WeakTr {
 
     /// Floats of workspace a forward pass on an hp×wp grid needs.
     public func workspaceFloats(patchRows hp: Int, patchColumns wp: Int, patchAttention: Bool = false) -> Int {
-        let layout = Layout(config: config, hp: hp, wp: wp, memory: attentionMemory,
+        let keep = attentionMemory.keeps(tokens: config.classCount + hp * wp, maps: config.channelCount)
+        let layout = Layout(config: config, hp: hp, wp: wp, keep: keep,
                             workers: workerCount, patchAttention: patchAttention)
         return layout.total
     }
@@ -70,7 +85,8 @@ public final class WeakTr {
         let hp = H / config.patchSize, wp = W / config.patchSize
         precondition(hp >= 1 && wp >= 1, "image \(W)×\(H) is smaller than one 16×16 patch")
         let workers = workerCount
-        let lay = Layout(config: config, hp: hp, wp: wp, memory: attentionMemory, workers: workers,
+        let keep = attentionMemory.keeps(tokens: config.classCount + hp * wp, maps: config.channelCount)
+        let lay = Layout(config: config, hp: hp, wp: wp, keep: keep, workers: workers,
                          patchAttention: wantPatchAttention)
         if arena == nil || arena!.capacity < lay.total { arena = Arena(capacity: lay.total) }
         let ws = arena!
@@ -101,6 +117,7 @@ public final class WeakTr {
         let blockProduct = ws.allocate([workers, Self.rowBlock, C])
         let fine = ws.allocate([C, hp, wp])
         let fusion = ws.allocate([L * NH])
+        let aafScratch = ws.allocate([lay.aafScratchFloats])
         let predictions = ws.allocate([3, C])
         let patchAttention = wantPatchAttention ? ws.allocate([P, P]) : nil
 
@@ -125,10 +142,10 @@ public final class WeakTr {
                 for h in stride(from: w, to: NH, by: workers) {
                     // Row blocks of the N×N map stay in cache between the score GEMM, the exp
                     // and the A·V GEMM; the softmax's 1/Σ is applied to the A·V rows.
-                    let inv = self.inverseSumRow(inverseSums, layer: l, head: h, worker: w)
+                    let inv = self.inverseSumRow(inverseSums, keep: keep, layer: l, head: h, worker: w)
                     for r0 in stride(from: 0, to: N, by: Self.rowBlock) {
                         let rows = min(Self.rowBlock, N - r0)
-                        let s = self.attentionBlock(attn, layer: l, head: h, worker: w, firstRow: r0)
+                        let s = self.attentionBlock(attn, keep: keep, layer: l, head: h, worker: w, firstRow: r0)
                         BLAS.gemm(transB: true, m: rows, n: N, k: hd, alpha: scale,
                                   a: qkv.data + r0 * 3 * D + h * hd, lda: 3 * D,
                                   b: qkv.data + D + h * hd, ldb: 3 * D, c: s, ldc: N)
@@ -165,7 +182,7 @@ public final class WeakTr {
             combinePools(poolPartial, workers: workers, tokens: N, into: pooled[l])
         }
 
-        aafWeights(pooled: pooled, into: fusion)
+        aafWeights(pooled: pooled, scratch: aafScratch, into: fusion)
         head(x, hp: hp, wp: wp, padded: hidden, temp: headTemp, logits: logits)
 
         // Predictions: class tokens (no final LayerNorm, spec §10 item 24) and the coarse CAM mean.
@@ -205,15 +222,12 @@ public final class WeakTr {
             for j in stride(from: w, to: L * NH, by: fineWorkers) {
                 let l = j / NH, h = j % NH
                 let coef = self.weightsValue(fusion, head: h, layer: l) * invChannels
-                let qkv = qkvStore[self.attentionMemory == .keep ? 0 : l]
-                let inv = self.inverseSumRow(inverseSums, layer: l, head: h, worker: w)
+                let qkv = qkvStore[keep ? 0 : l]
+                let inv = self.inverseSumRow(inverseSums, keep: keep, layer: l, head: h, worker: w)
                 for r0 in stride(from: C, to: N, by: Self.rowBlock) {
                     let rows = min(Self.rowBlock, N - r0)
-                    let s: UnsafeMutablePointer<Float>
-                    if self.attentionMemory == .keep {
-                        s = self.attentionBlock(attn, layer: l, head: h, worker: w, firstRow: r0)
-                    } else {
-                        s = self.attentionBlock(attn, layer: l, head: h, worker: w, firstRow: r0)
+                    let s = self.attentionBlock(attn, keep: keep, layer: l, head: h, worker: w, firstRow: r0)
+                    if !keep {   // recompute this block of map (l, h) from the stored Q and K
                         BLAS.gemm(transB: true, m: rows, n: N, k: hd, alpha: scale,
                                   a: qkv.data + r0 * 3 * D + h * hd, lda: 3 * D,
                                   b: qkv.data + D + h * hd, ldb: 3 * D, c: s, ldc: N)
@@ -262,10 +276,10 @@ public final class WeakTr {
     /// Where rows firstRow… of map (l, h) go: the map's own slot when kept, else the worker's
     /// block scratch.
     @inline(__always)
-    private func attentionBlock(_ attn: TensorView, layer l: Int, head h: Int, worker w: Int,
+    private func attentionBlock(_ attn: TensorView, keep: Bool, layer l: Int, head h: Int, worker w: Int,
                                 firstRow: Int) -> UnsafeMutablePointer<Float> {
         let rows = attn.shape[1], n = attn.shape[2]
-        if attentionMemory == .keep {
+        if keep {
             return attn.data + (l * config.headCount + h) * rows * n + firstRow * n
         }
         return attn.data + w * rows * n
@@ -273,8 +287,8 @@ public final class WeakTr {
 
     /// The 1/Σexp row of map (l, h): kept per map (keep) or per worker (recompute).
     @inline(__always)
-    private func inverseSumRow(_ sums: TensorView, layer l: Int, head h: Int, worker w: Int) -> UnsafeMutablePointer<Float> {
-        let slot = attentionMemory == .keep ? l * config.headCount + h : w
+    private func inverseSumRow(_ sums: TensorView, keep: Bool, layer l: Int, head h: Int, worker w: Int) -> UnsafeMutablePointer<Float> {
+        let slot = keep ? l * config.headCount + h : w
         return sums.data + slot * sums.shape[1]
     }
 
@@ -367,12 +381,10 @@ public final class WeakTr {
 
     /// AAF weights w: [L·H] from the pooled features (spec §2.1.4, channel interleave of trap 23:
     /// channel j = g·L + l reads o_l[:, d·H + g] for d = 0..<hd).
-    private func aafWeights(pooled: TensorView, into w: TensorView) {
+    private func aafWeights(pooled: TensorView, scratch: TensorView, into w: TensorView) {
         let L = config.depth, NH = config.headCount, hd = config.headDimension
         let fh = config.featureHidden, ch = config.channelCount, hidden = config.channelHidden
-        var s = [Float](repeating: 0, count: ch)
-        var f = [Float](repeating: 0, count: hd)
-        var z = [Float](repeating: 0, count: fh)
+        let s = scratch.data, f = s + ch, z = f + hd, u = z + fh     // [ch], [hd], [fh], [hidden]
         for g in 0..<NH {
             for l in 0..<L {
                 for d in 0..<hd { f[d] = pooled.data[l * config.embedDimension + d * NH + g] }
@@ -386,7 +398,6 @@ public final class WeakTr {
                 s[g * L + l] = out
             }
         }
-        var u = [Float](repeating: 0, count: hidden)
         for k in 0..<hidden {
             var acc: Float = 0
             for j in 0..<ch { acc += weights.channelDown.data[k * ch + j] * s[j] }
@@ -432,20 +443,23 @@ public final class WeakTr {
         let inverseSumSlots: Int
         let grid: Int
         let hiddenFloats: Int
+        let aafScratchFloats: Int
 
-        init(config: WeakTrConfig, hp: Int, wp: Int, memory: WeakTrAttentionMemory, workers: Int, patchAttention: Bool) {
+        init(config: WeakTrConfig, hp: Int, wp: Int, keep: Bool, workers: Int, patchAttention: Bool) {
             let C = config.classCount, D = config.embedDimension, L = config.depth, NH = config.headCount
             let P = hp * wp, N = C + P
             grid = config.gridSide
-            qkvLayers = memory == .keep ? 1 : L
-            attentionSlots = memory == .keep ? L * NH : workers
-            attentionRows = memory == .keep ? N : min(N, WeakTr.rowBlock)
-            inverseSumSlots = memory == .keep ? L * NH : workers
+            qkvLayers = keep ? 1 : L
+            attentionSlots = keep ? L * NH : workers
+            attentionRows = keep ? N : min(N, WeakTr.rowBlock)
+            inverseSumSlots = keep ? L * NH : workers
             func r(_ n: Int) -> Int { (n + 15) & ~15 }
             hiddenFloats = max(N * config.mlpHidden, P * 768, ((hp + 2) * (wp + 2) + 2) * D)
             var t = 3 * r(N * D) + r(hiddenFloats) + r(qkvLayers * N * 3 * D) + r(attentionSlots * attentionRows * N) + r(inverseSumSlots * N)
             t += r(L * NH * C * N) + r(L * D) + r(workers * D) + r(D * grid * grid) + r(D * P) + r(hp * (wp + 2) * C)
             t += 4 * r(C * P) + r(P * C) + r(workers * P * C) + r(workers * WeakTr.rowBlock * C) + r(L * NH) + r(3 * C)
+            aafScratchFloats = config.channelCount + config.headDimension + config.featureHidden + config.channelHidden
+            t += r(aafScratchFloats)
             if patchAttention { t += r(P * P) }
             total = t
         }

@@ -15,7 +15,7 @@ public struct CAMBenchmarkOptions: Sendable {
     public var memoryWidth = 640
     public var memoryHeight = 480
     public var memoryScales: [Double] = [1.2]
-    public var attentionMemory: WeakTrAttentionMemory = .recompute
+    public var attentionMemory: WeakTrAttentionMemory = .standard
     public var seed: UInt64 = 0
 
     public init() {}
@@ -25,6 +25,9 @@ public struct CAMBenchmarkOptions: Sendable {
 public struct CAMBenchmarkResult: Codable, Sendable {
     public var imagesPerSecond: Double
     public var secondsPerImage: Double
+    /// Processor time (user + system, all threads) per image over the timed loop: steadier than
+    /// wall time on a shared machine.
+    public var cpuSecondsPerImage: Double?
     public var images: Int
     public var threads: Int
     public var width: Int
@@ -99,14 +102,61 @@ public enum CAMBenchmark {
         }
         _ = generator.cams(for: images[0], labels: labels)
         let start = DispatchTime.now().uptimeNanoseconds
+        let cpuStart = processorSeconds()
         for image in images.dropFirst() { _ = generator.cams(for: image, labels: labels) }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let cpu = processorSeconds() - cpuStart
         return CAMBenchmarkResult(
             imagesPerSecond: Double(options.images) / seconds, secondsPerImage: seconds / Double(options.images),
+            cpuSecondsPerImage: cpu / Double(options.images),
             images: options.images, threads: options.threads, width: options.width, height: options.height,
             scales: options.scales, attentionMemory: "\(options.attentionMemory)",
             peakMemoryBytes: max(0, peak - baseline), peakResidentBytes: peak,
             memoryWidth: options.memoryWidth, memoryHeight: options.memoryHeight, memoryScales: options.memoryScales)
+    }
+}
+
+/// User + system time of this process so far, in seconds.
+func processorSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func s(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return s(usage.ru_utime) + s(usage.ru_stime)
+}
+
+/// The WeakTr figures of `semples bench`: CAM generation speed and peak memory, beside the same
+/// workload in PyTorch eager (scripts/bench_weaktr_torch.py) with the same thread count.
+public enum WeakTrBenchSection {
+    public static func run(threads: Int, images: Int, torch: TorchReference?, log: (String) -> Void) throws -> [BenchLine] {
+        var options = CAMBenchmarkOptions()
+        options.threads = threads
+        options.images = images
+        log("weaktr: CAM generation, DeiT-S random weights, \(options.width)×\(options.height) at scales 1.0 and 1.2 with flips, \(images) images")
+        let ours = try CAMBenchmark.run(options)
+        var theirs: CAMBenchmarkResult?
+        var note: String?
+        if let torch {
+            log("weaktr: the same workload in PyTorch")
+            do {
+                theirs = try torch.run("bench_weaktr_torch.py", ["--threads", "\(threads)", "--images", "\(images)"],
+                                       as: CAMBenchmarkResult.self)
+            } catch {
+                note = "PyTorch run failed: \(error)"
+            }
+        }
+        let mb = 1.0 / 1_048_576
+        var lines = [
+            BenchLine(section: "weaktr", name: "cam 500x375 s1.0+1.2 flips", unit: "images/s",
+                      semples: ours.imagesPerSecond, torch: theirs?.imagesPerSecond, higherIsBetter: true, note: note),
+        ]
+        if let cpu = ours.cpuSecondsPerImage {
+            lines.append(BenchLine(section: "weaktr", name: "cam cpu time per image", unit: "s", semples: cpu,
+                                   torch: theirs?.cpuSecondsPerImage, note: note))
+        }
+        lines.append(BenchLine(section: "weaktr", name: "cam peak memory 640x480 s1.2", unit: "MB",
+                               semples: Double(ours.peakMemoryBytes) * mb,
+                               torch: theirs.map { Double($0.peakMemoryBytes) * mb }, note: note))
+        return lines
     }
 }
 

@@ -6,6 +6,7 @@ import SemplesFormats
 public struct CAMStack: @unchecked Sendable {
     /// 0-based class indices, ascending (the dict keys of the `.npy` file).
     public let classIndices: [Int]
+    /// Map size [height, width] shared by all planes.
     public let height: Int
     public let width: Int
     /// planes[i]: [height, width], the CAM of classIndices[i].

@@ -3,10 +3,12 @@ import SemplesFormats
 /// Per-label pixel counts over pixels whose ground truth is not 255 (spec §6): P_c (#pred == c),
 /// T_c (#gt == c), TP_c (#pred == c and gt == c), indexed by the byte value c (0…255).
 public struct ConfusionCounts: Equatable, Sendable {
+    /// P, T and TP by label value.
     public var predicted = [Int64](repeating: 0, count: 256)
     public var truth = [Int64](repeating: 0, count: 256)
     public var truePositive = [Int64](repeating: 0, count: 256)
 
+    /// All counts zero.
     public init() {}
 
     /// The ignore label of the ground truth.
@@ -27,6 +29,7 @@ public struct ConfusionCounts: Equatable, Sendable {
         }
     }
 
+    /// Adds another set of counts (e.g. another worker's images).
     public mutating func merge(_ other: ConfusionCounts) {
         for c in 0..<256 {
             predicted[c] += other.predicted[c]

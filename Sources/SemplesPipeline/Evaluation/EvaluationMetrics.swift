@@ -40,9 +40,11 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
         }
     }
 
+    /// Data set ("VOC12" or "COCO").
     public var dataSet: LabelSet
     /// "curve" (greedy sweep) or "fixed" (one threshold).
     public var mode: String
+    /// Whether predictions went through the dense CRF; classes averaged over; images evaluated.
     public var crf: Bool
     public var classCount: Int
     public var imageCount: Int
@@ -61,7 +63,6 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
     /// and the curve then holds only the thresholds the reference would have evaluated.
     public init(dataSet: LabelSet, curveMode: Bool, crf: Bool, imageCount: Int,
                 points: [(threshold: Double, counts: ConfusionCounts)]) {
-        precondition(!points.isEmpty, "no thresholds evaluated")
         let classCount = dataSet.classCount
         let means = points.map { $0.counts.meanIoU(classCount: classCount) }
         let chosen: Int?
@@ -69,20 +70,21 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
         if curveMode {
             (chosen, evaluated) = GreedyThreshold.walk(means)
         } else {
-            precondition(points.count == 1, "fixed mode takes one threshold, got \(points.count)")
-            chosen = 0
-            evaluated = 1
+            chosen = points.isEmpty ? nil : 0
+            evaluated = points.count
         }
         self.dataSet = dataSet
         self.mode = curveMode ? "curve" : "fixed"
         self.crf = crf
         self.classCount = classCount
         self.imageCount = imageCount
-        let reference = points[chosen ?? 0].counts
+        // An empty curve (start ≥ 60) evaluates nothing: threshold 0, mIoU 0, no per-class values.
+        let reference = points.isEmpty ? ConfusionCounts() : points[chosen ?? 0].counts
         pixelCount = reference.truth.reduce(0, +)
         if let c = chosen {
             bestThreshold = points[c].threshold
-            bestMeanIoU = means[c]
+            // A fixed threshold over images without counted pixels has no mIoU; report 0 (JSON has no NaN).
+            bestMeanIoU = means[c].isNaN ? 0 : means[c]
         } else {
             bestThreshold = 0
             bestMeanIoU = 0

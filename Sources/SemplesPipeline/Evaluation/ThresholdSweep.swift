@@ -24,9 +24,8 @@ public struct ThresholdSweep: Sendable {
     public private(set) var imageCount = 0
     public private(set) var pixelCount: Int64 = 0
 
-    /// thresholds: strictly ascending background scores.
+    /// thresholds: strictly ascending background scores (possibly none).
     public init(thresholds: [Double]) {
-        precondition(!thresholds.isEmpty, "at least one threshold")
         precondition(zip(thresholds, thresholds.dropFirst()).allSatisfy { $0 < $1 }, "thresholds must ascend: \(thresholds)")
         self.thresholds = thresholds
         planeValues = thresholds.map { Float($0) }
@@ -129,7 +128,7 @@ public struct ThresholdSweep: Sendable {
                 }
             }
         }
-        for prefix in 0...index { c.truePositive[0] += backgroundTruthHistogram[prefix] }
+        for prefix in 0..<(index + 1) { c.truePositive[0] += backgroundTruthHistogram[prefix] }
         return c
     }
 

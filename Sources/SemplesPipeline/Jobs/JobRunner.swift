@@ -112,8 +112,9 @@ public enum JobRunner {
         switch manifest.job {
         case .cam: return try CAMJob(manifest: manifest)
         case .evaluate: return try EvaluateJob(manifest: manifest)
-        default:
-            throw ManifestError(file: manifest.file, key: "job", "'\(manifest.job.rawValue)' jobs are not available in this version")
+        case .weaktr: return try WeakTrJob(manifest: manifest)
+        case .train: return try StageJob(manifest: manifest)
+        case .pipeline: return try PipelineJob(manifest: manifest)
         }
     }
 }

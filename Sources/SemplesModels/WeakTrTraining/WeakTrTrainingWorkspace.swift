@@ -1,0 +1,132 @@
+import Foundation
+import SemplesEngine
+
+/// Activation and gradient memory of one WeakTr training step, carved once from an arena for a
+/// batch size; nothing is allocated while steps run. B = batch, N = C + P tokens, P = g² patches,
+/// L·H AAF channels (ch), hd head width, fh = hd/8, hidden = ch/r.
+public final class WeakTrTrainingWorkspace {
+    public let batch: Int
+    public let patches: Int
+    public let tokens: Int
+
+    let images: TensorView            // [B, 3, S, S]  normalised input
+    let targets: TensorView           // [B, C]        multi-hot labels
+    let patchColumns: TensorView      // [B·P, 3·16·16]
+    let patchTokens: TensorView       // [B, P, D]
+    let residuals: [TensorView]       // L + 1 of [B, N, D]: input of block l, and the last output
+    let caches: [TransformerBlock.Cache]
+    let scratch: TransformerBlock.Scratch
+    let pooled: TensorView            // [B, L, D]      token pooling of each block's attention output
+    let features: TensorView          // [B·ch, hd]     AAF input, channel j = g·L + l (spec §2.1.4)
+    let featureHidden: TensorView     // [B·ch, fh]
+    let scores: TensorView            // [B, ch]
+    let channelPre: TensorView        // [B, hidden]
+    let channelHidden: TensorView     // [B, hidden]   ReLU
+    let channelOut: TensorView        // [B, ch]       before the sigmoid
+    public let fusionWeights: TensorView  // [B, ch]  w
+    let headInput: TensorView         // [B, D, g, g]  patch tokens as NCHW
+    let headColumns: TensorView       // [B·P, D·9]
+    public let logits: TensorView     // [B, C, P]     head output before ReLU
+    let fused: TensorView             // [B, N, N]     M = (1/ch) Σ_j w_j A_j
+    public let cams: TensorView       // [B, C, P]     cross ⊙ ReLU(logits)
+    public let fineCAM: TensorView    // [B, C, P]
+    public let classTokenPrediction: TensorView   // [B, C]
+    public let coarsePrediction: TensorView       // [B, C]
+    public let finePrediction: TensorView         // [B, C]
+
+    // Backward.
+    let classTokenGradient: TensorView   // [B, C]
+    let coarseGradient: TensorView       // [B, C]
+    let fineGradient: TensorView         // [B, C]
+    let fineMapGradient: TensorView      // [B, C, P]
+    let camGradient: TensorView          // [B, C, P]
+    let fusedGradient: TensorView        // [B, N, N]
+    let weightGradient: TensorView       // [B, ch]  ∂L/∂w, then ∂L/∂(pre-sigmoid)
+    let channelHiddenGradient: TensorView  // [B, hidden]
+    let scoreGradient: TensorView        // [B, ch]
+    let featureHiddenGradient: TensorView  // [B·ch, fh]
+    let logitGradient: TensorView        // [B, C, P]
+    let headInputGradient: TensorView    // [B, D, g, g]
+    let headColumnGradient: TensorView   // [B·P, D·9]
+    let streamGradients: [TensorView]    // 2 of [B, N, D], used in turn
+    let patchTokenGradient: TensorView   // [B, P, D]
+
+    /// Floats of arena the workspace for `batch` takes.
+    public static func floats(model: TrainableWeakTr, batch B: Int) -> Int {
+        let c = model.config
+        let D = c.embedDimension, C = c.classCount, g = c.gridSide, P = g * g, N = C + P
+        let ch = c.channelCount, hd = c.headDimension, fh = c.featureHidden, hidden = c.channelHidden
+        let F = c.mlpHidden, H = c.headCount, S = g * 16
+        func r(_ n: Int) -> Int { (n + 15) & ~15 }
+        let cache = 7 * r(B * N * D) + 4 * r(B * N) + r(B * N * 3 * D) + r(B * H * N * N) + 2 * r(B * N * F) + 2 * r(B)
+        let scratch = r(B * N * 3 * D) + r(B * N * D) + r(B * H * N * N) + 3 * r(B * N * D) + r(B * N * F)
+        var t = r(B * 3 * S * S) + r(B * C) + r(B * P * 768) + r(B * P * D) + (c.depth + 1) * r(B * N * D)
+        t += c.depth * cache + scratch
+        t += r(B * c.depth * D) + r(B * ch * hd) + r(B * ch * fh) + 3 * r(B * ch) + 2 * r(B * hidden) + r(B * ch)
+        t += r(B * D * P) + r(B * P * D * 9) + r(B * C * P) + r(B * N * N) + 2 * r(B * C * P) + 3 * r(B * C)
+        t += 3 * r(B * C) + 2 * r(B * C * P) + r(B * N * N) + r(B * ch) + r(B * hidden) + r(B * ch) + r(B * ch * fh)
+        t += r(B * C * P) + r(B * D * P) + r(B * P * D * 9) + 2 * r(B * N * D) + r(B * P * D)
+        return t + 64
+    }
+
+    init(model: TrainableWeakTr, batch B: Int, arena a: Arena) {
+        let c = model.config
+        let D = c.embedDimension, C = c.classCount, g = c.gridSide, P = g * g, N = C + P
+        let ch = c.channelCount, hd = c.headDimension, fh = c.featureHidden, hidden = c.channelHidden
+        let S = g * 16
+        batch = B
+        patches = P
+        tokens = N
+        images = a.allocate([B, 3, S, S])
+        targets = a.allocate([B, C])
+        patchColumns = a.allocate(model.patchEmbed.columnsShape(batch: B, height: S, width: S))
+        patchTokens = a.allocate([B, P, D])
+        residuals = (0...c.depth).map { _ in a.allocate([B, N, D]) }
+        caches = model.blocks.map { $0.makeCache(a, batch: B, tokens: N) }
+        scratch = model.blocks[0].makeScratch(a, batch: B, tokens: N)
+        pooled = a.allocate([B, c.depth, D])
+        features = a.allocate([B * ch, hd])
+        featureHidden = a.allocate([B * ch, fh])
+        scores = a.allocate([B, ch])
+        channelPre = a.allocate([B, hidden])
+        channelHidden = a.allocate([B, hidden])
+        channelOut = a.allocate([B, ch])
+        fusionWeights = a.allocate([B, ch])
+        headInput = a.allocate([B, D, g, g])
+        headColumns = a.allocate(model.head.columnsShape(batch: B, height: g, width: g))
+        logits = a.allocate([B, C, P])
+        fused = a.allocate([B, N, N])
+        cams = a.allocate([B, C, P])
+        fineCAM = a.allocate([B, C, P])
+        classTokenPrediction = a.allocate([B, C])
+        coarsePrediction = a.allocate([B, C])
+        finePrediction = a.allocate([B, C])
+        classTokenGradient = a.allocate([B, C])
+        coarseGradient = a.allocate([B, C])
+        fineGradient = a.allocate([B, C])
+        fineMapGradient = a.allocate([B, C, P])
+        camGradient = a.allocate([B, C, P])
+        fusedGradient = a.allocate([B, N, N])
+        weightGradient = a.allocate([B, ch])
+        channelHiddenGradient = a.allocate([B, hidden])
+        scoreGradient = a.allocate([B, ch])
+        featureHiddenGradient = a.allocate([B * ch, fh])
+        logitGradient = a.allocate([B, C, P])
+        headInputGradient = a.allocate([B, D, g, g])
+        headColumnGradient = a.allocate(model.head.columnsShape(batch: B, height: g, width: g))
+        streamGradients = [a.allocate([B, N, D]), a.allocate([B, N, D])]
+        patchTokenGradient = a.allocate([B, P, D])
+    }
+
+    /// The input batch to fill: [B, 3, S, S] normalised images.
+    public var imageBuffer: TensorView { images }
+    /// The labels to fill: [B, C] in {0, 1}.
+    public var targetBuffer: TensorView { targets }
+    /// The DropPath scales of block l's attention and MLP branches ([B] each), as drawn by the last
+    /// training forward (or to be set by the caller before `forward(dropPath: .fixed)`).
+    public func dropPathScales(block l: Int) -> (attention: TensorView, mlp: TensorView) {
+        (caches[l].attentionScales, caches[l].mlpScales)
+    }
+    /// The attention probabilities of block l: [B, H, N, N].
+    public func attentionProbabilities(block l: Int) -> TensorView { caches[l].probabilities }
+}

@@ -1,0 +1,101 @@
+import Foundation
+import SemplesEngine
+import SemplesFormats
+import SemplesManifest
+
+/// `job: pipeline` — the whole of SemPLeS from one manifest (spec §1): stage (a) from the WeakTr
+/// checkpoint → stage (b) with the stage-(a) model → stage (c) from the WeakTr checkpoint with
+/// the learned prompts → CAMs with the stage-(c) model → evaluation. Each step writes into its own
+/// sub-folder (`a/`, `b/`, `c/`, `cam/`, `evaluate/`) and records `step.json` when done; a rerun
+/// skips finished steps and resumes the interrupted one from its own checkpoint.
+public struct PipelineJob: Job {
+    public let manifest: Manifest
+
+    public static let steps = ["a", "b", "c", "cam", "evaluate"]
+
+    public init(manifest: Manifest) throws {
+        guard manifest.semples != nil, manifest.resume != nil else {
+            throw ManifestError(file: manifest.file, key: "job", "not a pipeline manifest")
+        }
+        self.manifest = manifest
+    }
+
+    /// The manifest of one step, derived from the pipeline's.
+    public func stepManifest(_ step: String, in folder: URL) -> Manifest {
+        var m = manifest
+        let original = manifest.resume!
+        func sub(_ name: String) -> URL { folder.appendingPathComponent(name) }
+        switch step {
+        case "a":
+            m.job = .train
+            m.semples!.stage = "a"
+        case "b":
+            m.job = .train
+            m.semples!.stage = "b"
+            m.resume = StageJob.modelPath(in: sub("a"))
+        case "c":
+            m.job = .train
+            m.semples!.stage = "c"
+            m.semples!.btpPath = sub("b").appendingPathComponent("btp.pth").path
+            m.resume = original
+        case "cam":
+            m.job = .cam
+            m.resume = StageJob.modelPath(in: sub("c"))
+            // CAMs for the evaluation list (the reference's train_id.txt), else the training list.
+            m.imgList = manifest.semples!.imgMsList ?? manifest.imgList
+        default:
+            m.job = .evaluate
+            m.imgList = manifest.semples!.imgMsList ?? manifest.imgList
+            m.predictDir = sub("cam").appendingPathComponent("cams").path
+        }
+        return m
+    }
+
+    public func run(in context: JobContext) throws -> JobOutcome {
+        var metrics: [String: Double] = [:]
+        var outputs: [String] = []
+        let finished = Self.steps.prefix { FileManager.default.fileExists(atPath:
+            context.outputFolder.appendingPathComponent($0).appendingPathComponent("step.json").path) }.count
+        // Top-level progress counts steps; each step's own progress.json is in its sub-folder.
+        context.begin("pipeline steps", total: Self.steps.count, alreadyDone: finished)
+        for (index, step) in Self.steps.enumerated() {
+            try context.checkStop()
+            let folder = context.outputFolder.appendingPathComponent(step)
+            let marker = folder.appendingPathComponent("step.json")
+            if let data = FileManager.default.contents(atPath: marker.path),
+               let done = try? JSONCoding.decoder.decode(StepRecord.self, from: data) {
+                context.log("step \(index + 1)/\(Self.steps.count) '\(step)' already done, skipping")
+                for (k, v) in done.metrics { metrics[step + "." + k] = v }
+                outputs += done.outputs.map { step + "/" + $0 }
+                continue
+            }
+            context.log("step \(index + 1)/\(Self.steps.count) '\(step)' into '\(folder.path)'")
+            let m = stepManifest(step, in: context.outputFolder)
+            let sub = try JobContext(outputFolder: folder, logFile: nil, echo: false, stop: context.stop)
+            let job: Job
+            switch step {
+            case "a", "b", "c": job = try StageJob(manifest: m)
+            case "cam": job = try CAMJob(manifest: m)
+            default: job = try EvaluateJob(manifest: m)
+            }
+            let outcome = try job.run(in: sub)
+            let record = StepRecord(step: step, metrics: outcome.metrics, outputs: outcome.outputs, finished: Date())
+            try AtomicFile.write(try JSONCoding.encoder.encode(record), to: marker.path)
+            for (k, v) in outcome.metrics { metrics[step + "." + k] = v }
+            outputs += outcome.outputs.map { step + "/" + $0 }
+            context.advance()
+            context.log("step '\(step)' done: " + outcome.metrics.sorted { $0.key < $1.key }
+                .map { "\($0.key) \(String(format: "%.4g", $0.value))" }.joined(separator: ", "))
+        }
+        if let miou = metrics["evaluate.miou"] { metrics["miou"] = miou }
+        return JobOutcome(metrics: metrics, outputs: outputs)
+    }
+
+    /// What a finished step leaves in `step.json`.
+    struct StepRecord: Codable {
+        var step: String
+        var metrics: [String: Double]
+        var outputs: [String]
+        var finished: Date
+    }
+}
