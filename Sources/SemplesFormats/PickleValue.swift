@@ -40,6 +40,7 @@ public indirect enum PickleValue {
         return nil
     }
 
+    /// An int (or bool as 0/1), else nil.
     public var intValue: Int? {
         switch self {
         case .int(let i): return i
@@ -48,6 +49,7 @@ public indirect enum PickleValue {
         }
     }
 
+    /// A float or int as Double, else nil.
     public var doubleValue: Double? {
         switch self {
         case .float(let d): return d
@@ -56,6 +58,7 @@ public indirect enum PickleValue {
         }
     }
 
+    /// A str, else nil.
     public var stringValue: String? {
         if case .string(let s) = self { return s }
         return nil
@@ -92,6 +95,7 @@ public final class TorchStorage: @unchecked Sendable {
     /// The storage's key in the archive (its file name under `data/`).
     public let key: String
 
+    /// `count` elements of `dtype` at byte `offset` of `source` (must lie inside it).
     public init(dtype: DType, source: ByteSource, offset: Int, count: Int, key: String) {
         precondition(offset >= 0 && count >= 0 && offset + count * dtype.byteSize <= source.count,
                      "storage range outside its source")
@@ -172,6 +176,7 @@ public struct TorchTensor {
         return s
     }
 
+    /// Row-major without gaps (size-1 axes may have any stride).
     public var isContiguous: Bool {
         var acc = 1
         for i in stride(from: shape.count - 1, through: 0, by: -1) where shape[i] != 1 {

@@ -30,6 +30,7 @@ public enum Pth {
         try open(source: try ByteSource(path: path))
     }
 
+    /// Opens checkpoint bytes already in memory or mapped.
     public static func open(source: ByteSource) throws -> Archive {
         let path = source.path
         if source.count >= 2, source.base.load(as: UInt8.self) == 0x80 {

@@ -77,6 +77,18 @@ final class PthTests: XCTestCase {
         XCTAssertEqual(sd["logit_scale"]?.tensor.shape, Shape([]))
     }
 
+    func testInflatesEveryCompressedEntry() throws {
+        // TorchScript code files are deflated; each must inflate to its declared size and CRC.
+        let zip = try ZipArchive(path: fixture("torch/tiny_clip.pt"))
+        let deflated = zip.entries.filter { $0.method == 8 }
+        XCTAssertGreaterThan(deflated.count, 10)
+        var total = 0
+        for e in deflated { total += try zip.contents(e).count }
+        XCTAssertGreaterThan(total, 100_000)
+        let code = String(decoding: try zip.contents(zip.entry("tiny_clip/code/__torch__.py")!), as: UTF8.self)
+        XCTAssertTrue(code.hasPrefix("class CLIP(Module):"), String(code.prefix(40)))
+    }
+
     func testSaveRoundTrip() throws {
         let dir = temporaryDirectory(self)
         let a = Tensor([2, 3], values: [1, -2, 3.5, 4, 5, 6])
