@@ -78,16 +78,18 @@ data_set: VOC12
 data_path: $root/$data
 img_list: $root/$data/voc12/train_aug_id.txt
 img_ms_list: $root/$data/voc12/train_id.txt
-embed_dim: ${DEMO_EMBED_DIM:-96}
+embed_dim: ${DEMO_EMBED_DIM:-128}
 depth: ${DEMO_DEPTH:-4}
-num_heads: ${DEMO_HEADS:-3}
+num_heads: ${DEMO_HEADS:-4}
 input_size: ${DEMO_INPUT_SIZE:-112}
-epochs: ${DEMO_EPOCHS:-8}
+epochs: ${DEMO_EPOCHS:-12}
 batch_size: 16
-lr: ${DEMO_LR:-0.004}
+lr: ${DEMO_LR:-0.01}
+min_lr: 0.00001
 warmup_epochs: 1
+drop_path: 0.0
 eval_start: 5
-reduction: 2
+reduction: 4
 seed: 504
 YAML
 run_job "$work/demo-weaktr.yaml" "1/3 train WeakTr"
@@ -101,7 +103,7 @@ data_set: VOC12
 data_path: $root/$data
 img_list: $root/$data/voc12/train_id.txt
 resume: $weaktr_outbox/checkpoint_best_mIoU.pth
-reduction: 2
+reduction: 4
 scales: [1.0, 1.2]
 overlays: true
 YAML
