@@ -122,6 +122,10 @@ public struct WeakTrManifest: Codable, Sendable, Equatable {
     public var evalStart = 40
     /// Minutes between mid-epoch checkpoints.
     public var checkpointMinutes = 5.0
+    /// `--aa`: the RandAugment policy, or "none" (spec §4.2 step 3).
+    public var aa = "rand-m9-mstd0.5-inc1"
+    /// `--reprob`: random-erasing probability (spec §4.2 step 5).
+    public var reprob = 0.25
 
     public init() {}
 }
@@ -217,6 +221,8 @@ private let keySpecs: [String: KeySpec] = [
     "eval_scales": KeySpec(jobs: trainLike),
     "eval_start": KeySpec(jobs: trainLike),
     "checkpoint_minutes": KeySpec(jobs: trainLike),
+    "aa": KeySpec(jobs: [.weaktr]),
+    "reprob": KeySpec(jobs: [.weaktr]),
     "stage": KeySpec(jobs: [.train]),
     "hypers": KeySpec(jobs: [.train]),
     "btp_length": KeySpec(jobs: semplesJobs),
@@ -408,6 +414,8 @@ private struct KeyReader {
         }
         w.evalStart = try int("eval_start", range: 0...99) ?? 40
         w.checkpointMinutes = try double("checkpoint_minutes", range: 0...1440) ?? 5
+        w.aa = try string("aa") ?? "rand-m9-mstd0.5-inc1"
+        w.reprob = try double("reprob", range: 0...1) ?? 0.25
         return w
     }
 

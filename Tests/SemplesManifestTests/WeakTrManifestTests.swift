@@ -55,6 +55,8 @@ final class WeakTrManifestTests: XCTestCase {
         XCTAssertEqual(m.reduction, 8)
         XCTAssertEqual(m.poolType, .max)
         XCTAssertEqual(m.seed, 504)
+        XCTAssertEqual(w.aa, "rand-m9-mstd0.5-inc1")
+        XCTAssertEqual(w.reprob, 0.25)
     }
 
     func testSmallModelAndFlags() throws {
@@ -103,6 +105,7 @@ final class WeakTrManifestTests: XCTestCase {
         assertRejected("finetune: nowhere.pth\n", key: "finetune", contains: "does not exist")
         assertRejected("eval_scales: []\n", key: "eval_scales", contains: "one or more")
         assertRejected("epochs: 3\nscales: [1.0]\n", key: "scales", contains: "not used by 'weaktr'")
+        assertRejected("reprob: 2\n", key: "reprob", contains: "out of range")
         assertRejected("data_set: COCO\n", key: "img_list", contains: "default training list")
     }
 

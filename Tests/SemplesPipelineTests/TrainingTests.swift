@@ -283,6 +283,18 @@ final class TrainingTests: XCTestCase {
         XCTAssertNotNil(first["train_loss_cls"])
     }
 
+    /// A bad augmentation policy is refused before any work, naming the key.
+    func testBadAugmentationPolicyIsAManifestError() throws {
+        let data = folder.appendingPathComponent("data").path
+        _ = try SyntheticDataset.write(to: data, trainCount: 4, evalCount: 1, seed: 5)
+        let m = try Manifest.load(path: try manifest("aa.yaml", data: data, extra: "aa: rand-zz"))
+        XCTAssertThrowsError(try WeakTrJob(manifest: m)) {
+            XCTAssertEqual(($0 as? ManifestError)?.key, "aa", "\($0)")
+        }
+        let none = try Manifest.load(path: try manifest("none.yaml", data: data, extra: "aa: none\nreprob: 0"))
+        XCTAssertNoThrow(try WeakTrJob(manifest: none))
+    }
+
     /// A checkpoint from other settings is refused rather than silently mixed.
     func testCheckpointWithOtherSettingsIsRefused() throws {
         let data = folder.appendingPathComponent("data").path

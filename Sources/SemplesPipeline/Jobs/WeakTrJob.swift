@@ -17,10 +17,22 @@ public struct WeakTrJob: Job {
     var stopAfterStep: Int?
 
     public init(manifest: Manifest) throws {
-        guard manifest.weaktr != nil else {
+        guard let w = manifest.weaktr else {
             throw ManifestError(file: manifest.file, key: "job", "not a weaktr manifest")
         }
         self.manifest = manifest
+        // The policy strings are checked before any work starts.
+        _ = try Self.augmentation(w, file: manifest.file)
+    }
+
+    /// Crop, flip, normalise, and the `aa` / `reprob` stages of spec §4.2.
+    static func augmentation(_ w: WeakTrManifest, file: String) throws -> TrainingTransform {
+        do {
+            let extra = try TrainingAugmentation(size: w.inputSize, autoAugment: w.aa, reprob: w.reprob).postCrop
+            return TrainingTransform(size: w.inputSize, extra: extra)
+        } catch let e as AugmentationFlagError {
+            throw ManifestError(file: file, key: e.flag, e.detail)
+        }
     }
 
     /// The model geometry the manifest asks for.
@@ -68,7 +80,7 @@ public struct WeakTrJob: Job {
         let model = TrainableWeakTr(config: config, dropPathRate: Float(w.dropPath))
         let loader = TrainingBatchLoader(imagePaths: ids.map { train.imagePath($0) },
                                          labels: ids.map { train.labelVector($0)! }, batchSize: w.batchSize,
-                                         transform: TrainingTransform(size: w.inputSize), seed: UInt64(m.seed))
+                                         transform: try Self.augmentation(w, file: m.file), seed: UInt64(m.seed))
         let trainer = WeakTrTrainer(model: model, settings: settings, loader: loader)
         let out = context.outputFolder
         let checkpointPath = out.appendingPathComponent("checkpoint.safetensors").path
