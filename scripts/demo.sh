@@ -82,12 +82,14 @@ embed_dim: ${DEMO_EMBED_DIM:-128}
 depth: ${DEMO_DEPTH:-4}
 num_heads: ${DEMO_HEADS:-4}
 input_size: ${DEMO_INPUT_SIZE:-112}
-epochs: ${DEMO_EPOCHS:-12}
+epochs: ${DEMO_EPOCHS:-10}
 batch_size: 16
 lr: ${DEMO_LR:-0.01}
 min_lr: 0.00001
 warmup_epochs: 1
 drop_path: 0.0
+aa: none
+reprob: 0
 eval_start: 5
 reduction: 4
 seed: 504
