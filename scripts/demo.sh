@@ -37,6 +37,12 @@ stop_daemon() {
 }
 trap stop_daemon EXIT
 trap 'echo; echo "demo: interrupted; the job stays queued and continues the next time semplesd runs"; exit 130' INT TERM
+# Wait until the daemon reports itself running (it writes its status once it watches the spool).
+for _ in $(seq 1 60); do
+    "$bin/semples" status --spool "$spool" 2>/dev/null | grep -q "^daemon: running" && break
+    kill -0 "$daemon" 2>/dev/null || { echo "demo: semplesd exited; see the lines above" >&2; exit 1; }
+    sleep 0.5
+done
 
 # Submits one manifest and waits for it to end; sets $id, $state and $outbox.
 run_job() {
