@@ -47,17 +47,53 @@ public final class AdamW: @unchecked Sendable {
             let stepSize = Float(learningRate / (1 - pow(beta1, t)))
             let correction2 = Float((1 - pow(beta2, t)).squareRoot())
             let epsilon = Float(eps)
-            let pp = p.value.data, gp = g.data, mp = moment1[i].data, vp = moment2[i].data
-            Parallel.forRanges(p.count) { r in
-                for j in r {
-                    let grad = gp[j]
-                    pp[j] *= decay
-                    // torch's lerp with weight < 0.5: m + w·(g − m)
-                    mp[j] = mp[j] + oneMinusB1 * (grad - mp[j])
-                    vp[j] = vp[j] * b2 + oneMinusB2 * grad * grad
-                    let denom = vp[j].squareRoot() / correction2 + epsilon
-                    pp[j] = pp[j] - stepSize * (mp[j] / denom)
-                }
+            AdamW.update(parameter: p.value.data, gradient: g.data, moment1: moment1[i].data,
+                         moment2: moment2[i].data, count: p.count, decay: decay, oneMinusBeta1: oneMinusB1,
+                         beta2: b2, oneMinusBeta2: oneMinusB2, stepSize: stepSize,
+                         correction2: correction2, eps: epsilon)
+        }
+    }
+
+    /// The element-wise AdamW update over `count` contiguous floats, split across the engine's
+    /// workers. Each lane performs the same float operations in the same order as the scalar form
+    ///
+    ///     p *= decay;  m = m + (1 − β1)(g − m);  v = v·β2 + ((1 − β2)·g)·g
+    ///     p = p − stepSize · (m / (√v / correction2 + eps))
+    ///
+    /// so results do not depend on the vector width or on the split.
+    public static func update(parameter pp: UnsafeMutablePointer<Float>, gradient gp: UnsafePointer<Float>,
+                              moment1 mp: UnsafeMutablePointer<Float>, moment2 vp: UnsafeMutablePointer<Float>,
+                              count: Int, decay: Float, oneMinusBeta1: Float, beta2: Float,
+                              oneMinusBeta2: Float, stepSize: Float, correction2: Float, eps: Float) {
+        Parallel.forRanges(count, grain: 65_536) { r in
+            var j = r.lowerBound
+            let end = r.upperBound
+            let decay8 = Float8(repeating: decay), c1 = Float8(repeating: oneMinusBeta1)
+            let b2 = Float8(repeating: beta2), c2 = Float8(repeating: oneMinusBeta2)
+            let step8 = Float8(repeating: stepSize), corr8 = Float8(repeating: correction2)
+            let eps8 = Float8(repeating: eps)
+            while j + 8 <= end {
+                let grad = load8(gp + j)
+                let p = load8(pp + j) * decay8
+                var m = load8(mp + j)
+                m = m + c1 * (grad - m)
+                let v = load8(vp + j) * b2 + c2 * grad * grad
+                let denom = v.squareRoot() / corr8 + eps8
+                store8(m, mp + j)
+                store8(v, vp + j)
+                store8(p - step8 * (m / denom), pp + j)
+                j += 8
+            }
+            while j < end {
+                let grad = gp[j]
+                let p = pp[j] * decay
+                let m = mp[j] + oneMinusBeta1 * (grad - mp[j])
+                let v = vp[j] * beta2 + oneMinusBeta2 * grad * grad
+                let denom = v.squareRoot() / correction2 + eps
+                mp[j] = m
+                vp[j] = v
+                pp[j] = p - stepSize * (m / denom)
+                j += 1
             }
         }
     }

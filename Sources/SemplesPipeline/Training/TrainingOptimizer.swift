@@ -45,18 +45,10 @@ public final class TrainingOptimizer {
             let stepSize = Float(learningRate / (1 - pow(beta1, t)))
             let correction2 = Float((1 - pow(beta2, t)).squareRoot())
             let epsilon = Float(eps)
-            let pp = p.value.data, gp = g.data
-            let mp = moment1.data + p.offset, vp = moment2.data + p.offset
-            Parallel.forRanges(p.count) { r in
-                for j in r {
-                    let grad = gp[j]
-                    pp[j] *= decay
-                    mp[j] = mp[j] + oneMinusB1 * (grad - mp[j])
-                    vp[j] = vp[j] * b2 + oneMinusB2 * grad * grad
-                    let denom = vp[j].squareRoot() / correction2 + epsilon
-                    pp[j] = pp[j] - stepSize * (mp[j] / denom)
-                }
-            }
+            AdamW.update(parameter: p.value.data, gradient: g.data, moment1: moment1.data + p.offset,
+                         moment2: moment2.data + p.offset, count: p.count, decay: decay,
+                         oneMinusBeta1: oneMinusB1, beta2: b2, oneMinusBeta2: oneMinusB2, stepSize: stepSize,
+                         correction2: correction2, eps: epsilon)
         }
     }
 
