@@ -34,14 +34,10 @@ public final class StageOptimizer {
             let stepSize = Float(learningRate / (1 - pow(beta1, t)))
             let correction2 = Float((1 - pow(beta2, t)).squareRoot())
             let epsilon = Float(eps)
-            let pp = p.value.data, gp = g.data, mp = moment1[i].data, vp = moment2[i].data
-            for j in 0..<p.count {
-                let grad = gp[j]
-                pp[j] *= decay
-                mp[j] = mp[j] + b1 * (grad - mp[j])
-                vp[j] = vp[j] * b2 + oneMinusB2 * grad * grad
-                pp[j] -= stepSize * (mp[j] / (vp[j].squareRoot() / correction2 + epsilon))
-            }
+            AdamW.update(parameter: p.value.data, gradient: g.data, moment1: moment1[i].data,
+                         moment2: moment2[i].data, count: p.count, decay: decay, oneMinusBeta1: b1,
+                         beta2: b2, oneMinusBeta2: oneMinusB2, stepSize: stepSize,
+                         correction2: correction2, eps: epsilon)
         }
     }
 
