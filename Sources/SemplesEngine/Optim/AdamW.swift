@@ -35,6 +35,12 @@ public final class AdamW: @unchecked Sendable {
         moment2 = parameters.map { Tensor($0.shape.dims) }
     }
 
+    /// Sets the per-parameter step counts, when resuming from a checkpoint.
+    public func restoreSteps(_ saved: [Int]) {
+        precondition(saved.count == parameters.count, "\(saved.count) step counts for \(parameters.count) parameters")
+        steps = saved
+    }
+
     /// One optimizer step with the current learning rate.
     public func step() {
         for (i, p) in parameters.enumerated() {

@@ -2,45 +2,11 @@ import Foundation
 import SemplesEngine
 import SemplesFormats
 
-/// AdamW with state that a checkpoint saves and restores (moments and per-parameter step counts):
-/// torch's update, as `SemplesEngine.AdamW` (spec §4.1: decoupled, uniform weight decay,
-/// β = (0.9, 0.999), ε = 1e-8); parameters without a gradient are skipped.
-public final class StageOptimizer {
-    public let parameters: [Parameter]
-    public var learningRate: Double
-    public let weightDecay: Double
-    public let beta1 = 0.9, beta2 = 0.999, eps = 1e-8
-    public private(set) var steps: [Int]
-    let moment1: [Tensor]
-    let moment2: [Tensor]
+/// The stages' optimizer is the engine's AdamW (spec §4.1: decoupled, uniform weight decay,
+/// β = (0.9, 0.999), ε = 1e-8); what a checkpoint needs to save and restore is added here.
+public typealias StageOptimizer = AdamW
 
-    public init(parameters: [Parameter], learningRate: Double, weightDecay: Double) {
-        self.parameters = parameters
-        self.learningRate = learningRate
-        self.weightDecay = weightDecay
-        steps = [Int](repeating: 0, count: parameters.count)
-        moment1 = parameters.map { Tensor($0.shape.dims) }
-        moment2 = parameters.map { Tensor($0.shape.dims) }
-    }
-
-    /// p ← p·(1 − lr·wd); m, v updates; p ← p − lr/(1 − β1^t) · m / (√v/√(1 − β2^t) + ε).
-    public func step() {
-        for (i, p) in parameters.enumerated() {
-            guard let g = p.activeGrad else { continue }
-            steps[i] += 1
-            let t = Double(steps[i])
-            let decay = Float(1 - learningRate * weightDecay)
-            let b1 = Float(1 - beta1), b2 = Float(beta2), oneMinusB2 = Float(1 - beta2)
-            let stepSize = Float(learningRate / (1 - pow(beta1, t)))
-            let correction2 = Float((1 - pow(beta2, t)).squareRoot())
-            let epsilon = Float(eps)
-            AdamW.update(parameter: p.value.data, gradient: g.data, moment1: moment1[i].data,
-                         moment2: moment2[i].data, count: p.count, decay: decay, oneMinusBeta1: b1,
-                         beta2: b2, oneMinusBeta2: oneMinusB2, stepSize: stepSize,
-                         correction2: correction2, eps: epsilon)
-        }
-    }
-
+extension AdamW {
     /// Moments as named views for a checkpoint: "m.<name>", "v.<name>".
     public func stateTensors() -> [(String, TensorView)] {
         var out: [(String, TensorView)] = []
@@ -64,6 +30,6 @@ public final class StageOptimizer {
                 moment.view.copy(from: t.view.reshaped(p.shape.dims))
             }
         }
-        steps = saved
+        restoreSteps(saved)
     }
 }
