@@ -63,7 +63,7 @@ func assertFormatError<T>(_ path: String, contains expected: String, file: Stati
 func runPython(_ script: String, modules: [String], arguments: [String]) throws -> (Int32, String) {
     var candidates: [String] = []
     if let p = ProcessInfo.processInfo.environment["SEMPLES_PYTHON"] { candidates.append(p) }
-    candidates += ["/work/torchvenv/bin/python", repoRoot.appendingPathComponent(".venv-torch/bin/python").path, "python3"]
+    candidates += [repoRoot.appendingPathComponent(".venv-torch/bin/python").path, "python3"]
     let guarded = """
     import sys
     try:
