@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: setup build release test demo bench install fixtures fuzz docs clean
+.PHONY: setup build release test test-sanitize test-matrix demo bench install fixtures fuzz docs clean
 
 setup:
 	@./scripts/setup-system.sh
@@ -19,6 +19,10 @@ release: setup
 test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+# The whole suite under AddressSanitizer (debug and -O) and the threaded suites under ThreadSanitizer.
+test-sanitize: setup
+	./scripts/sanitize.sh
 
 # The main job: the daemon on the default spool with a demo job.
 demo: release

@@ -3,7 +3,15 @@ import Foundation
 
 /// Thread configuration for the engine's own loops (BLAS threads are set separately).
 public enum Parallel {
-    nonisolated(unsafe) public static var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    /// Starts at $SEMPLES_THREADS when set to a positive number, else the machine's core count.
+    /// BLAS keeps its own setting (OPENBLAS_NUM_THREADS) until `configure` is called.
+    nonisolated(unsafe) public static var threads: Int = defaultThreads()
+
+    /// $SEMPLES_THREADS when it is a positive number, else the number of active cores.
+    public static func defaultThreads() -> Int {
+        if let text = ProcessInfo.processInfo.environment["SEMPLES_THREADS"], let n = Int(text), n > 0 { return n }
+        return ProcessInfo.processInfo.activeProcessorCount
+    }
 
     /// Sets the engine's worker count and BLAS's thread count together.
     public static func configure(threads n: Int) {

@@ -104,8 +104,8 @@ public final class ParameterStore: @unchecked Sendable {
         let g: Tensor? = keepsGradients ? Tensor([max(n, 1)]) : nil
         gradients = g
         for (p, o) in zip(parameters, offsets) {
-            p.bind(value: TensorView(v.data + o, p.shape),
-                   grad: g.map { TensorView($0.data + o, p.shape) }, offset: o)
+            p.bind(value: TensorView(v.data + o, p.shape, owner: v),
+                   grad: g.map { TensorView($0.data + o, p.shape, owner: $0) }, offset: o)
         }
     }
 

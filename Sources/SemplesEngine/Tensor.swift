@@ -55,19 +55,35 @@ public struct Shape: Equatable, CustomStringConvertible, Sendable {
     }
 }
 
-/// A non-owning view of contiguous row-major float32 memory: pointer + shape.
-/// Views are cheap values; the memory belongs to a `Tensor` or an `Arena`.
+/// A view of contiguous row-major float32 memory: pointer + shape, and a strong reference to the
+/// object that owns the memory (a `Tensor` or an `Arena`), so that a view can never outlive its
+/// storage. Swift may free an owner right after its last use, not at the end of the scope; a view
+/// made from `tensor.view` or `arena.allocate` keeps the owner alive for as long as the view
+/// itself, and every view derived from it (`reshaped`, `rows`, subscripts, `offset`) carries
+/// the same owner. Views made from a bare pointer (`owner: nil`) are valid only inside the
+/// closure or scope that made the pointer valid.
 public struct TensorView: @unchecked Sendable {
     public let data: UnsafeMutablePointer<Float>
     public let shape: Shape
+    /// The object whose lifetime bounds `data`; nil for memory the caller keeps alive itself.
+    public let owner: AnyObject?
 
-    public init(_ data: UnsafeMutablePointer<Float>, _ shape: Shape) {
+    public init(_ data: UnsafeMutablePointer<Float>, _ shape: Shape, owner: AnyObject? = nil) {
         self.data = data
         self.shape = shape
+        self.owner = owner
     }
 
-    public init(_ data: UnsafeMutablePointer<Float>, _ dims: [Int]) {
-        self.init(data, Shape(dims))
+    public init(_ data: UnsafeMutablePointer<Float>, _ dims: [Int], owner: AnyObject? = nil) {
+        self.init(data, Shape(dims), owner: owner)
+    }
+
+    /// The view of `dims` elements starting `offset` floats into this one, with the same owner.
+    public func slice(offset: Int, _ dims: [Int]) -> TensorView {
+        let s = Shape(dims)
+        precondition(offset >= 0 && offset + s.count <= count,
+                     "slice of \(s.count) floats at \(offset) is outside a view of \(count)")
+        return TensorView(data + offset, s, owner: owner)
     }
 
     public var count: Int { shape.count }
@@ -76,7 +92,7 @@ public struct TensorView: @unchecked Sendable {
     public func reshaped(_ dims: [Int]) -> TensorView {
         let s = Shape(dims)
         precondition(s.count == count, "cannot reshape \(shape) to \(s)")
-        return TensorView(data, s)
+        return TensorView(data, s, owner: owner)
     }
 
     /// Sub-view of rows [start, start+length) along axis 0.
@@ -86,14 +102,14 @@ public struct TensorView: @unchecked Sendable {
         let inner = count / max(shape[0], 1)
         var s = shape
         s[0] = length
-        return TensorView(data + start * inner, s)
+        return TensorView(data + start * inner, s, owner: owner)
     }
 
     /// The i-th slice along axis 0 (rank reduced by one).
     public subscript(_ i: Int) -> TensorView {
         precondition(shape.rank >= 1 && i >= 0 && i < shape[0], "index \(i) out of range for \(shape)")
         let inner = count / shape[0]
-        return TensorView(data + i * inner, Shape(Array(shape.dims.dropFirst())))
+        return TensorView(data + i * inner, Shape(Array(shape.dims.dropFirst())), owner: owner)
     }
 
     public func fill(_ value: Float) {
@@ -136,7 +152,7 @@ public final class Tensor: @unchecked Sendable {
     deinit { data.deallocate() }
 
     public var count: Int { shape.count }
-    public var view: TensorView { TensorView(data, shape) }
+    public var view: TensorView { TensorView(data, shape, owner: self) }
     public func toArray() -> [Float] { view.toArray() }
 }
 
@@ -166,7 +182,7 @@ public final class Arena: @unchecked Sendable {
         let n = (shape.count + 15) & ~15
         precondition(used + n <= capacity,
                      "arena overflow: need \(n) floats, \(capacity - used) of \(capacity) left")
-        let v = TensorView(base + used, shape)
+        let v = TensorView(base + used, shape, owner: self)
         used += n
         highWater = max(highWater, used)
         return v

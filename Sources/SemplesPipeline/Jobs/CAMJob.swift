@@ -54,6 +54,12 @@ public struct CAMJob: Job {
             let image = try ImageIO.read(dataset.imagePath(id))
             try generator.checkInput(image, source: dataset.imagePath(id))
             let cams = generator.cams(for: image, labels: labels)
+            let positives = cams.keys.sorted()
+            // The maps have the image's size at the first scale (its own size at 1.0).
+            let size = CAMGenerator.scaledSize(width: image.width, height: image.height, scale: m.scales[0])
+            // Every output is checked before it counts: the maps in memory, then the file as read back.
+            try OutputCheck.camMaps(cams.mapValues { $0.view }, width: size.width, height: size.height,
+                                    file: camFolder + "/\(id).npy")
             // Overlays and masks first: the .npy marks the image as done.
             if m.overlays {
                 for (k, cam) in cams {
@@ -63,12 +69,31 @@ public struct CAMJob: Job {
             }
             if m.masks, let t = m.maskThreshold {
                 let stack = try CAMStack(cams, source: id)
-                let mask = Image8(width: image.width, height: image.height, channels: 1, pixels: stack.labels(threshold: t))
+                let mask = Image8(width: size.width, height: size.height, channels: 1, pixels: stack.labels(threshold: t))
+                try OutputCheck.mask(mask, classes: positives, width: size.width, height: size.height,
+                                     file: maskFolder + "/\(id).png")
                 try ImageIO.writePalettePNG(mask, palette: ImageIO.vocPalette(), to: maskFolder + "/\(id).png")
             }
-            try Npy.writeCAMDict(cams.mapValues { $0.view }, to: camFolder + "/\(id).npy")
+            let camPath = camFolder + "/\(id).npy"
+            try Npy.writeCAMDict(cams.mapValues { $0.view }, to: camPath)
+            do {
+                try OutputCheck.camFile(camPath, classes: positives, width: size.width, height: size.height)
+            } catch {
+                // Not left behind as done: a resumed run makes it again.
+                try? fm.removeItem(atPath: camPath)
+                throw error
+            }
             written += 1
             context.advance()
+        }
+        // Files from an earlier attempt count only if they pass the same check.
+        if !done.isEmpty { context.log("checking \(done.count) CAM files from an earlier run") }
+        for id in done {
+            let image = try ImageIO.read(dataset.imagePath(id))
+            let size = CAMGenerator.scaledSize(width: image.width, height: image.height, scale: m.scales[0])
+            let labels = dataset.labelVector(id)!
+            try OutputCheck.camFile(camFolder + "/\(id).npy", classes: (0..<labels.count).filter { labels[$0] > 0 },
+                                    width: size.width, height: size.height)
         }
         let seconds = Date().timeIntervalSince(started)
         context.log(String(format: "cam: %d images in %@ (%.2f images/s)", written, formatDuration(seconds),

@@ -139,6 +139,7 @@ public struct WeakTrJob: Job {
                 threshold = metrics.bestThreshold
             }
             let improved = miou.map { $0 > (trainer.state.bestMIoU ?? -1) } ?? false
+            try OutputCheck.finiteWeights(model.stateDict(), file: out.appendingPathComponent("checkpoint.pth").path)
             if improved || (evaluation == nil) {
                 try Pth.save(stateDict: model.stateDict(), key: "model",
                              extras: [("epoch", .int(epoch)), ("miou", .float(miou ?? -1))],

@@ -81,11 +81,11 @@ public enum SemPLeSMasks {
         let h = dFine.shape[dFine.shape.rank - 2], w = dFine.shape[dFine.shape.rank - 1]
         let dUp = Tensor([S1, S2])
         for m in maps ?? Array(0..<M) {
-            MinMaxNormalization.backward(TensorView(dMasks.data + m * S1 * S2, [1, S1, S2]),
-                                         x: TensorView(upsampled.data + m * S1 * S2, [1, S1, S2]), eps: epsilon,
-                                         statistics: TensorView(statistics.data + m * 4, [1, 4]),
+            MinMaxNormalization.backward(dMasks.slice(offset: m * S1 * S2, [1, S1, S2]),
+                                         x: upsampled.slice(offset: m * S1 * S2, [1, S1, S2]), eps: epsilon,
+                                         statistics: statistics.slice(offset: m * 4, [1, 4]),
                                          dx: dUp.view.reshaped([1, S1, S2]), accumulate: false)
-            Resize.bilinearBackward(dUp.view.reshaped([1, S1, S2]), dx: TensorView(dFine.data + m * h * w, [1, h, w]),
+            Resize.bilinearBackward(dUp.view.reshaped([1, S1, S2]), dx: dFine.slice(offset: m * h * w, [1, h, w]),
                                     alignCorners: true)
         }
     }

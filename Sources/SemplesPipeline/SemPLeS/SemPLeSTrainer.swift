@@ -277,9 +277,12 @@ public final class SemPLeSTrainer {
         switch settings.stage {
         case .b:
             // The reference overwrites btp.pth every epoch: the last one is kept (spec §4.4).
-            try Pth.save(stateDict: [("prompts", promptStep!.prompts.prompts.value)], key: nil, to: folder + "/btp.pth")
+            let prompts = [("prompts", promptStep!.prompts.prompts.value)]
+            try OutputCheck.finiteWeights(prompts, file: folder + "/btp.pth")
+            try Pth.save(stateDict: prompts, key: nil, to: folder + "/btp.pth")
         case .a, .c:
             let model = modelStateDict()
+            try OutputCheck.finiteWeights(model, file: folder + "/checkpoint.pth")
             try Pth.save(stateDict: model, extras: [("epoch", .int(state.epoch))], to: folder + "/checkpoint.pth")
             if let evaluate {
                 let dict = Dictionary(uniqueKeysWithValues: model.map { ($0.0, Self.copy($0.1)) })
@@ -329,6 +332,7 @@ public final class SemPLeSTrainer {
     func save(_ state: SemPLeSTrainingState) throws {
         var tensors: [(String, TensorView)] = optimizer.parameters.map { ("param." + $0.name, $0.value) }
         tensors += optimizer.stateTensors()
+        try OutputCheck.finiteWeights(tensors, file: outputFolder.appendingPathComponent(Self.checkpointName).path)
         let json = String(decoding: try JSONCoding.encoder.encode(state), as: UTF8.self)
         let settingsJSON = String(decoding: try JSONCoding.encoder.encode(settings), as: UTF8.self)
         try SafeTensors.write(tensors, metadata: ["state": json, "settings": settingsJSON],

@@ -55,8 +55,8 @@ public final class TrainingOptimizer {
     /// The moments as named tensors for a checkpoint ("adam.m.<name>", "adam.v.<name>").
     public func stateTensors() -> [(String, TensorView)] {
         store.parameters.flatMap { p -> [(String, TensorView)] in
-            [("adam.m." + p.name, TensorView(moment1.data + p.offset, p.shape)),
-             ("adam.v." + p.name, TensorView(moment2.data + p.offset, p.shape))]
+            [("adam.m." + p.name, TensorView(moment1.data + p.offset, p.shape, owner: moment1)),
+             ("adam.v." + p.name, TensorView(moment2.data + p.offset, p.shape, owner: moment2))]
         }
     }
 

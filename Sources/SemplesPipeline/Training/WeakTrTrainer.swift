@@ -154,6 +154,7 @@ public final class WeakTrTrainer {
         state.optimizerSteps = optimizer.steps
         var tensors: [(String, TensorView)] = model.stateDict().map { ("model." + $0.0, $0.1) }
         tensors += optimizer.stateTensors()
+        try OutputCheck.finiteWeights(tensors, file: path)
         var metadata = config
         metadata["state"] = String(decoding: try JSONCoding.encoder.encode(state), as: UTF8.self)
         metadata["settings"] = String(decoding: try JSONCoding.encoder.encode(settings), as: UTF8.self)
