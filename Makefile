@@ -24,6 +24,10 @@ test: setup
 test-sanitize: setup
 	./scripts/sanitize.sh
 
+# The numeric test targets under several OpenBLAS kernels and thread counts (not in .ci/run: long).
+test-matrix: setup
+	./scripts/test-matrix.sh
+
 # The main job: the daemon on the default spool with a demo job.
 demo: release
 	./scripts/demo.sh

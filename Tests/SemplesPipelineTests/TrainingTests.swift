@@ -31,7 +31,10 @@ final class TrainingTests: XCTestCase {
 
     /// The training optimizer lands on the PyTorch weights after 3 AdamW steps, and a state saved
     /// after one step and restored into a fresh optimizer continues bit for bit.
-    func testOptimizerMatchesReferenceAndRestores() throws {
+    /// An optimizer restored from a checkpoint after one step continues exactly as the
+    /// uninterrupted one (the optimizer's numbers against PyTorch are checked in
+    /// WeakTrTrainingGoldenTests).
+    func testOptimizerRestoresExactly() throws {
         let (list, _) = try SafeTensors.read(Self.fixtures.appendingPathComponent("case_max.safetensors").path)
         var t: [String: Tensor] = [:]
         for x in list { t[x.name] = x.tensor }
@@ -47,44 +50,34 @@ final class TrainingTests: XCTestCase {
             ws.targetBuffer.copy(from: t["targets"]!.view)
             return (model, ws)
         }
-        func step(_ model: TrainableWeakTr, _ ws: WeakTrTrainingWorkspace, _ opt: TrainingOptimizer) {
+        func step(_ model: TrainableWeakTr, _ ws: WeakTrTrainingWorkspace, _ opt: AdamW) {
             model.store.zeroGradients()
             model.forward(ws)
             model.lossAndBackward(ws)
             opt.step()
         }
         let (a, wsA) = try fresh()
-        let optA = TrainingOptimizer(store: a.store, learningRate: 1e-3, weightDecay: 0.05)
+        let optA = AdamW(parameters: a.store.parameters, learningRate: 1e-3, weightDecay: 0.05)
         for _ in 0..<3 { step(a, wsA, optA) }
-        var tight = 0
-        for (key, value) in a.stateDict() {
-            let want = t["w3." + key]!, g = t["g." + key]
-            let gScale = g.map { x in x.toArray().map(abs).max() ?? 0 } ?? 0
-            for i in 0..<want.count where g == nil || abs(g!.data[i]) >= 1e-5 * gScale {
-                XCTAssertEqual(value.data[i], want.data[i], accuracy: 2e-4 * max(1, abs(want.data[i])) * 0.2, "\(key)[\(i)]")
-                tight += 1
-            }
-        }
-        XCTAssertGreaterThan(tight, 1000)
         XCTAssertEqual(Set(optA.steps), [0, 3], "the final norm is skipped, everything else stepped 3 times")
 
         // Interrupted after one step, restored into a new model and optimizer.
         let (b, wsB) = try fresh()
-        let optB = TrainingOptimizer(store: b.store, learningRate: 1e-3, weightDecay: 0.05)
+        let optB = AdamW(parameters: b.store.parameters, learningRate: 1e-3, weightDecay: 0.05)
         step(b, wsB, optB)
         var saved: [String: Tensor] = [:]
-        for (k, v) in optB.stateTensors() { let c = Tensor(v.shape.dims); c.view.copy(from: v); saved[k] = c }
+        for (k, v) in optB.stateTensors(prefix: "adam.") { let c = Tensor(v.shape.dims); c.view.copy(from: v); saved[k] = c }
         var weights: [String: Tensor] = [:]
         for (k, v) in b.stateDict() { let c = Tensor(v.shape.dims); c.view.copy(from: v); weights[k] = c }
         let (c, wsC) = try fresh()
         try c.load(stateDict: weights, source: "saved")
-        let optC = TrainingOptimizer(store: c.store, learningRate: 1e-3, weightDecay: 0.05)
-        try optC.restore(tensors: saved, steps: optB.steps, source: "saved")
+        let optC = AdamW(parameters: c.store.parameters, learningRate: 1e-3, weightDecay: 0.05)
+        try optC.restore(tensors: saved, steps: optB.steps, prefix: "adam.", source: "saved")
         for _ in 0..<2 { step(c, wsC, optC) }
         for ((k, x), (_, y)) in zip(a.stateDict(), c.stateDict()) {
             XCTAssertEqual(x.toArray(), y.toArray(), "\(k) after restore")
         }
-        XCTAssertThrowsError(try optC.restore(tensors: [:], steps: optB.steps, source: "empty.safetensors")) {
+        XCTAssertThrowsError(try optC.restore(tensors: [:], steps: optB.steps, prefix: "adam.", source: "empty.safetensors")) {
             XCTAssertTrue("\($0)".contains("empty.safetensors"), "\($0)")
         }
     }

@@ -60,7 +60,7 @@ public enum SemPLeSBenchSection {
 
         let step = SegmentStep(backbone: backbone, head: head, clip: clip, classText: classText, refinePrompts: nil,
                                hypers: [2.4], pairsPerPass: 4)
-        let optimizer = StageOptimizer(parameters: head.store.parameters, learningRate: 6.4e-5, weightDecay: 0.03)
+        let optimizer = AdamW(parameters: head.store.parameters, learningRate: 6.4e-5, weightDecay: 0.03)
         func timeIt(_ body: () -> Void) -> Double {
             var times: [Double] = []
             for _ in 0..<(iterations + 1) {
@@ -82,7 +82,7 @@ public enum SemPLeSBenchSection {
         var pg = SeededGenerator(seed: 5)
         let prompts = BackgroundPrompts(classCount: C, length: 30, width: 512, generator: &pg)
         let promptStep = PromptStep(weakTr: backbone, clip: clip, classText: classText, prompts: prompts, hypers: [0.02])
-        let promptOptimizer = StageOptimizer(parameters: [prompts.prompts], learningRate: 0.025, weightDecay: 0.03)
+        let promptOptimizer = AdamW(parameters: [prompts.prompts], learningRate: 0.025, weightDecay: 0.03)
         let b = timeIt {
             prompts.prompts.grad!.zero()
             _ = promptStep.run(images: images.view, labels: labels.view)

@@ -110,7 +110,7 @@ public final class SemPLeSTrainer {
     let promptStep: PromptStep?
     let startStateDict: [String: Tensor]
     let keyOrder: [String]
-    public let optimizer: StageOptimizer
+    public let optimizer: AdamW
 
     /// Per-epoch CAM evaluation of a full WeakTr state dict → (mIoU, threshold); (a)/(c) only.
     public var evaluate: (([String: Tensor]) throws -> (miou: Double, threshold: Double))?
@@ -165,7 +165,7 @@ public final class SemPLeSTrainer {
                                   hypers: hypers, pairsPerPass: settings.pairsPerPass)
             segment!.dropPathRate = Float(settings.dropPath)
             promptStep = nil
-            optimizer = StageOptimizer(parameters: head.store.parameters, learningRate: lr, weightDecay: settings.weightDecay)
+            optimizer = AdamW(parameters: head.store.parameters, learningRate: lr, weightDecay: settings.weightDecay)
         case .b:
             var g = SeededGenerator(seed: settings.seed ^ 0xB7B)
             let prompts = BackgroundPrompts(classCount: classCount, length: settings.promptLength,
@@ -173,7 +173,7 @@ public final class SemPLeSTrainer {
             promptStep = PromptStep(weakTr: model, clip: clip, classText: classText, prompts: prompts, template: template,
                                     hypers: hypers)
             segment = nil
-            optimizer = StageOptimizer(parameters: [prompts.prompts], learningRate: lr, weightDecay: settings.weightDecay)
+            optimizer = AdamW(parameters: [prompts.prompts], learningRate: lr, weightDecay: settings.weightDecay)
         }
     }
 

@@ -74,7 +74,7 @@ public struct WeakTrTrainingState: Codable, Equatable, Sendable {
 public final class WeakTrTrainer {
     public let model: TrainableWeakTr
     public let settings: WeakTrTrainingSettings
-    public let optimizer: TrainingOptimizer
+    public let optimizer: AdamW
     public let loader: TrainingBatchLoader
     public let workspace: WeakTrTrainingWorkspace
     public var state = WeakTrTrainingState()
@@ -84,10 +84,13 @@ public final class WeakTrTrainer {
         self.model = model
         self.settings = settings
         self.loader = loader
-        optimizer = TrainingOptimizer(store: model.store, learningRate: settings.schedule.learningRate(forEpoch: 0),
-                                      weightDecay: settings.weightDecay)
+        optimizer = AdamW(parameters: model.store.parameters, learningRate: settings.schedule.learningRate(forEpoch: 0),
+                          weightDecay: settings.weightDecay)
         workspace = model.prepare(batch: settings.batchSize)
     }
+
+    /// Where the optimizer's moments live in a training checkpoint: "adam.m.<name>", "adam.v.<name>".
+    static let optimizerPrefix = "adam."
 
     public var batchesPerEpoch: Int { loader.batchesPerEpoch }
     public var finished: Bool { state.epoch >= settings.epochs }
@@ -153,7 +156,7 @@ public final class WeakTrTrainer {
     public func saveCheckpoint(to path: String, config: [String: String] = [:]) throws {
         state.optimizerSteps = optimizer.steps
         var tensors: [(String, TensorView)] = model.stateDict().map { ("model." + $0.0, $0.1) }
-        tensors += optimizer.stateTensors()
+        tensors += optimizer.stateTensors(prefix: Self.optimizerPrefix)
         try OutputCheck.finiteWeights(tensors, file: path)
         var metadata = config
         metadata["state"] = String(decoding: try JSONCoding.encoder.encode(state), as: UTF8.self)
@@ -177,7 +180,7 @@ public final class WeakTrTrainer {
         for (k, v) in tensors where k.hasPrefix("model.") { sd[String(k.dropFirst(6))] = v }
         try model.load(stateDict: sd, source: path)
         let restored = try JSONCoding.decoder.decode(WeakTrTrainingState.self, from: Data(stateText.utf8))
-        try optimizer.restore(tensors: tensors, steps: restored.optimizerSteps, source: path)
+        try optimizer.restore(tensors: tensors, steps: restored.optimizerSteps, prefix: Self.optimizerPrefix, source: path)
         state = restored
     }
 }

@@ -48,7 +48,7 @@ public enum WeakTrTrainingBenchmark {
         var rng = SeededGenerator(seed: o.seed &+ 1)
         for i in 0..<ws.imageBuffer.count { ws.imageBuffer.data[i] = rng.nextNormal() }
         for i in 0..<ws.targetBuffer.count { ws.targetBuffer.data[i] = rng.nextUniform() < 0.1 ? 1 : 0 }
-        let optimizer = TrainingOptimizer(store: model.store, learningRate: 1e-4, weightDecay: 0.03)
+        let optimizer = AdamW(parameters: model.store.parameters, learningRate: 1e-4, weightDecay: 0.03)
         var forward = 0.0, backward = 0.0, step = 0.0
         for s in 0...o.steps {
             let t0 = Date()
