@@ -255,7 +255,7 @@ final class AugmentRandomTests: XCTestCase {
         let image = Image8(width: 90, height: 70, channels: 3, pixels: pixels)
         var rng = SeededGenerator(seed: 1)
         var out = [Float](repeating: .nan, count: TrainingAugmentation.stageB.outputCount)
-        out.withUnsafeMutableBufferPointer { TrainingAugmentation.stageB.apply(image, rng: &rng, into: $0.baseAddress!) }
+        out.withUnsafeMutableBufferPointer { TrainingAugmentation.stageB.apply(image, rng: &rng, into: TensorView($0.baseAddress!, [$0.count])) }
         let plane = 224 * 224
         for (k, v) in colour.enumerated() {
             let expected = (Float(v) / 255 - TrainingAugmentation.imagenetMean[k]) / TrainingAugmentation.imagenetStd[k]
@@ -287,7 +287,7 @@ final class AugmentRandomTests: XCTestCase {
             var outs: [[Float]] = []
             for _ in 0..<count {
                 var out = [Float](repeating: .nan, count: aug.outputCount)
-                out.withUnsafeMutableBufferPointer { aug.apply(image, rng: &rng, into: $0.baseAddress!) }
+                out.withUnsafeMutableBufferPointer { aug.apply(image, rng: &rng, into: TensorView($0.baseAddress!, [$0.count])) }
                 XCTAssertFalse(out.contains { !$0.isFinite })
                 outs.append(out)
             }
@@ -303,11 +303,11 @@ final class AugmentRandomTests: XCTestCase {
         // Restarting from a saved generator state continues the same sequence.
         var rng = SeededGenerator(seed: 42)
         var scratch = [Float](repeating: 0, count: aug.outputCount)
-        scratch.withUnsafeMutableBufferPointer { aug.apply(image, rng: &rng, into: $0.baseAddress!) }
+        scratch.withUnsafeMutableBufferPointer { aug.apply(image, rng: &rng, into: TensorView($0.baseAddress!, [$0.count])) }
         let saved = try! JSONDecoder().decode(SeededGenerator.self, from: JSONEncoder().encode(rng))
         var resumed = saved
         var next = [Float](repeating: 0, count: aug.outputCount)
-        next.withUnsafeMutableBufferPointer { aug.apply(image, rng: &resumed, into: $0.baseAddress!) }
+        next.withUnsafeMutableBufferPointer { aug.apply(image, rng: &resumed, into: TensorView($0.baseAddress!, [$0.count])) }
         XCTAssertEqual(next, a[1])
     }
 
@@ -321,7 +321,7 @@ final class AugmentRandomTests: XCTestCase {
         for seed: UInt64 in [1, 2, 3, 4] {
             var g1 = SeededGenerator(seed: seed), g2 = g1
             var whole = [Float](repeating: 0, count: recipe.outputCount)
-            whole.withUnsafeMutableBufferPointer { recipe.apply(image, rng: &g1, into: $0.baseAddress!) }
+            whole.withUnsafeMutableBufferPointer { recipe.apply(image, rng: &g1, into: TensorView($0.baseAddress!, [$0.count])) }
             var parts = [Float](repeating: 0, count: recipe.outputCount)
             var px = recipe.crop.apply(image, rng: &g2)
             if g2.unitDouble() < recipe.flipProbability { px = px.flippedHorizontally() }
@@ -336,25 +336,25 @@ final class AugmentRandomTests: XCTestCase {
         XCTAssertEqual(TrainingAugmentation.stageB.postCrop, PostCropAugmentation())
     }
 
-    /// The post-crop stage plugs into the data path's TrainingTransform: an empty stage changes
-    /// nothing and draws nothing; the stage (a)/(c) one repeats from a seed and does change images.
-    func testPlugsIntoTrainingTransform() {
+    /// The data path's augmentation: crop and flip alone draws nothing more than the crop and
+    /// the flip; the stage (a)/(c) one repeats from a seed and does change images.
+    func testStageAugmentationRepeatsAndChangesImages() {
         var pixels = [UInt8](repeating: 0, count: 90 * 64 * 3)
         for i in 0..<pixels.count { pixels[i] = UInt8((i * 29 + i / 270 * 11) % 256) }
         let image = Image8(width: 90, height: 64, channels: 3, pixels: pixels)
-        func run(_ t: TrainingTransform, seed: UInt64) -> ([Float], SeededGenerator) {
+        func run(_ t: TrainingAugmentation, seed: UInt64) -> ([Float], SeededGenerator) {
             var g = SeededGenerator(seed: seed)
-            var out = [Float](repeating: .nan, count: 3 * 224 * 224)
-            out.withUnsafeMutableBufferPointer { t.apply(image, into: TensorView($0.baseAddress!, [3, 224, 224]), generator: &g) }
-            return (out, g)
+            let out = Tensor([3, 224, 224])
+            t.apply(image, rng: &g, into: out.view)
+            return (out.toArray(), g)
         }
         var changed = 0
         for seed: UInt64 in 1...6 {
-            let plain = run(TrainingTransform(size: 224), seed: seed)
-            let empty = run(TrainingTransform(size: 224, extra: TrainingAugmentation.stageB.postCrop), seed: seed)
+            let plain = run(.cropAndFlip(size: 224), seed: seed)
+            let empty = run(TrainingAugmentation(crop: RandomResizedCrop(size: 224), randAugment: nil, erasing: nil), seed: seed)
             XCTAssertEqual(plain.0, empty.0)
             XCTAssertEqual(plain.1, empty.1)
-            let full = TrainingTransform(size: 224, extra: TrainingAugmentation.stageAC.postCrop)
+            let full = TrainingAugmentation.stageAC(size: 224)
             let a = run(full, seed: seed), b = run(full, seed: seed)
             XCTAssertEqual(a.0, b.0)
             XCTAssertFalse(a.0.contains { !$0.isFinite })

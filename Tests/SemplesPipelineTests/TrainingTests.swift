@@ -84,31 +84,14 @@ final class TrainingTests: XCTestCase {
 
     // MARK: Transform and loader
 
-    func testTransformIsSeededAndCropsInsideTheImage() {
-        let transform = TrainingTransform(size: 32)
-        var g = SeededGenerator(seed: 3)
-        for _ in 0..<200 {
-            let W = 20 + Int(g.next() % 300), H = 20 + Int(g.next() % 300)
-            let box = transform.cropBox(width: W, height: H, generator: &g)
-            XCTAssertTrue(box.x >= 0 && box.y >= 0 && box.width > 0 && box.height > 0
-                          && box.x + box.width <= W && box.y + box.height <= H, "\(box) in \(W)×\(H)")
-        }
-        // A very wide image falls back to a centred crop with the aspect clamped to 4/3.
-        var g2 = SeededGenerator(seed: 1)
-        let tr = TrainingTransform(size: 16)
-        var narrow = tr
-        narrow.scale = 1.0...1.0
-        let wide = narrow.cropBox(width: 1000, height: 30, generator: &g2)
-        XCTAssertEqual(wide.height, 30)
-        XCTAssertEqual(wide.width, 40)
-        XCTAssertEqual(wide.x, (1000 - 40) / 2)
-
+    func testTransformIsSeededAndStaysInRange() {
+        let transform = TrainingAugmentation.cropAndFlip(size: 32)
         let image = Image8(width: 40, height: 30, channels: 3, pixels: (0..<(40 * 30 * 3)).map { UInt8(truncatingIfNeeded: $0 * 7) })
         let a = Tensor([3, 32, 32]), b = Tensor([3, 32, 32]), c = Tensor([3, 32, 32])
         var ga = SeededGenerator(seed: 9), gb = SeededGenerator(seed: 9), gc = SeededGenerator(seed: 10)
-        transform.apply(image, into: a.view, generator: &ga)
-        transform.apply(image, into: b.view, generator: &gb)
-        transform.apply(image, into: c.view, generator: &gc)
+        transform.apply(image, rng: &ga, into: a.view)
+        transform.apply(image, rng: &gb, into: b.view)
+        transform.apply(image, rng: &gc, into: c.view)
         XCTAssertEqual(a.toArray(), b.toArray())
         XCTAssertNotEqual(a.toArray(), c.toArray())
         let values = a.toArray()
@@ -124,7 +107,7 @@ final class TrainingTests: XCTestCase {
         let ds = try SegmentationDataset(kind: .voc12, root: data, listPath: data + "/voc12/train_aug_id.txt",
                                          labelsPath: nil, needLabels: true)
         let loader = TrainingBatchLoader(imagePaths: ds.ids.map { ds.imagePath($0) }, labels: ds.ids.map { ds.labelVector($0)! },
-                                         batchSize: 3, transform: TrainingTransform(size: 32), seed: 8)
+                                         batchSize: 3, transform: .cropAndFlip(size: 32), seed: 8)
         XCTAssertEqual(loader.batchesPerEpoch, 3)
         XCTAssertEqual(loader.order(epoch: 2).sorted(), Array(0..<10))
         XCTAssertNotEqual(loader.order(epoch: 2), loader.order(epoch: 3))
@@ -142,7 +125,7 @@ final class TrainingTests: XCTestCase {
         loader.stop()
         // A missing image is reported with its path.
         let broken = TrainingBatchLoader(imagePaths: [folder.path + "/none.jpg"], labels: [[Float](repeating: 0, count: 20)],
-                                         batchSize: 1, transform: TrainingTransform(size: 32), seed: 1)
+                                         batchSize: 1, transform: .cropAndFlip(size: 32), seed: 1)
         broken.start(epoch: 0, fromBatch: 0)
         XCTAssertThrowsError(try broken.next(images: Tensor([1, 3, 32, 32]).view, targets: Tensor([1, 20]).view)) {
             XCTAssertTrue("\($0)".contains("none.jpg"), "\($0)")

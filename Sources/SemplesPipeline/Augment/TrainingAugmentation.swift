@@ -87,11 +87,24 @@ public struct TrainingAugmentation: Equatable, Sendable {
         return postCrop.augment(out, generator: &rng)
     }
 
-    /// Writes the augmented, normalised image, [3, size, size], into `output`.
-    public func apply(_ image: Image8, rng: inout SeededGenerator, into output: UnsafeMutablePointer<Float>) {
+    /// Writes the augmented, normalised image into `output: [3, size, size]`.
+    public func apply(_ image: Image8, rng: inout SeededGenerator, into output: TensorView) {
+        precondition(output.count == outputCount, "augmented \(size)×\(size) image into \(output.shape)")
         let pixels = augmentPixels(image, rng: &rng)
-        Self.normalize(pixels, mean: mean, std: std, into: output)
-        postCrop.augment(normalized: TensorView(output, [3, pixels.height, pixels.width]), generator: &rng)
+        Self.normalize(pixels, mean: mean, std: std, into: output.data)
+        postCrop.augment(normalized: output.reshaped([3, pixels.height, pixels.width]), generator: &rng)
+    }
+
+    /// Crop, flip and normalise only (stage (b); WeakTr training with `aa: none`, `reprob: 0`).
+    public static func cropAndFlip(size: Int) -> TrainingAugmentation {
+        TrainingAugmentation(crop: RandomResizedCrop(size: size))
+    }
+
+    /// The stage (a)/(c) augmentation at another input size.
+    public static func stageAC(size: Int) -> TrainingAugmentation {
+        var a = stageAC
+        a.crop.size = size
+        return a
     }
 
     /// ToTensor then Normalize in single precision: `(v / 255 − mean[c]) / std[c]`, written as
@@ -145,6 +158,3 @@ public struct PostCropAugmentation: Equatable, Sendable {
     }
 }
 
-/// Plugs RandAugment and random erasing into the training data path:
-/// `TrainingTransform(size: 224, extra: TrainingAugmentation.stageAC.postCrop)`.
-extension PostCropAugmentation: AugmentationStage {}

@@ -117,8 +117,8 @@ public struct StageJob: Job {
 
     /// Training augmentation (spec §4.2): (a)/(c) random resized crop, flip, RandAugment
     /// rand-m9-mstd0.5-inc1 and pixel-mode random erasing; (b) crop and flip only.
-    public static func transform(stage: SemPLeSStage, size: Int) -> TrainingTransform {
-        stage == .b ? TrainingTransform(size: size) : TrainingTransform(size: size, extra: TrainingAugmentation.stageAC.postCrop)
+    public static func transform(stage: SemPLeSStage, size: Int) -> TrainingAugmentation {
+        stage == .b ? .cropAndFlip(size: size) : .stageAC(size: size)
     }
 
     /// The model a finished (a)/(c) run hands on: the best-mIoU checkpoint when there is one.

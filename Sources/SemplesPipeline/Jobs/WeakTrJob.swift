@@ -26,10 +26,9 @@ public struct WeakTrJob: Job {
     }
 
     /// Crop, flip, normalise, and the `aa` / `reprob` stages of spec §4.2.
-    static func augmentation(_ w: WeakTrManifest, file: String) throws -> TrainingTransform {
+    static func augmentation(_ w: WeakTrManifest, file: String) throws -> TrainingAugmentation {
         do {
-            let extra = try TrainingAugmentation(size: w.inputSize, autoAugment: w.aa, reprob: w.reprob).postCrop
-            return TrainingTransform(size: w.inputSize, extra: extra)
+            return try TrainingAugmentation(size: w.inputSize, autoAugment: w.aa, reprob: w.reprob)
         } catch let e as AugmentationFlagError {
             throw ManifestError(file: file, key: e.flag, e.detail)
         }

@@ -12,7 +12,7 @@ public final class TrainingBatchLoader: @unchecked Sendable {
     public let imagePaths: [String]
     public let labels: [[Float]]
     public let batchSize: Int
-    public let transform: TrainingTransform
+    public let transform: TrainingAugmentation
     public let seed: UInt64
     public var batchesPerEpoch: Int { imagePaths.count / batchSize }
 
@@ -27,7 +27,7 @@ public final class TrainingBatchLoader: @unchecked Sendable {
     private var generation = 0
     private var producerActive = false
 
-    public init(imagePaths: [String], labels: [[Float]], batchSize: Int, transform: TrainingTransform,
+    public init(imagePaths: [String], labels: [[Float]], batchSize: Int, transform: TrainingAugmentation,
                 seed: UInt64, prefetch: Int = 2) {
         precondition(imagePaths.count == labels.count && batchSize > 0 && prefetch > 0, "loader setup")
         self.imagePaths = imagePaths
@@ -85,7 +85,7 @@ public final class TrainingBatchLoader: @unchecked Sendable {
             let n = ord[q]
             let image = try ImageIO.read(imagePaths[n])
             var g = sampleGenerator(epoch: epoch, position: q)
-            transform.apply(image, into: images.slice(offset: i * 3 * S * S, [3, S, S]), generator: &g)
+            transform.apply(image, rng: &g, into: images.slice(offset: i * 3 * S * S, [3, S, S]))
             for c in 0..<C { targets.data[i * C + c] = labels[n][c] > 0 ? 1 : 0 }
         }
     }
