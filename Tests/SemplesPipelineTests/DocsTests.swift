@@ -192,6 +192,31 @@ final class DocsTests: XCTestCase {
         for name in top { XCTAssertTrue(mentions(bash, name), "'\(name)' is not in completions/semples.bash (run scripts/make-docs.sh)") }
     }
 
+    /// The committed completions are exactly what the built binaries generate (scripts/make-docs.sh
+    /// writes them with `--generate-completion-script`): nothing is kept by hand.
+    func testCompletionsAreGeneratedByTheBinaries() throws {
+        let build = Self.root.appendingPathComponent(".build/debug").path
+        for bin in ["semples", "semplesd"] {
+            let executable = build + "/" + bin
+            guard FileManager.default.isExecutableFile(atPath: executable) else {
+                throw XCTSkip("'\(executable)' is not built")
+            }
+            for (shell, file) in [("bash", "\(bin).bash"), ("zsh", "_\(bin)"), ("fish", "\(bin).fish")] {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: executable)
+                process.arguments = ["--generate-completion-script", shell]
+                let pipe = Pipe()
+                process.standardOutput = pipe
+                try process.run()
+                let generated = pipe.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                XCTAssertEqual(process.terminationStatus, 0, "\(bin) --generate-completion-script \(shell)")
+                XCTAssertEqual(String(decoding: generated, as: UTF8.self), try text("completions/" + file),
+                               "completions/\(file) differs from what \(bin) generates (run scripts/make-docs.sh)")
+            }
+        }
+    }
+
     func testEveryDaemonSettingIsDocumented() throws {
         let source = try text("Sources/SemplesSpool/Config.swift")
         guard let list = source.range(of: #"public static let keys: \[String\] = \[[^\]]*\]"#, options: .regularExpression),
