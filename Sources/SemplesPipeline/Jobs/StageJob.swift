@@ -131,15 +131,12 @@ public struct StageJob: Job {
     /// the class count, reduction and pooling (a mismatch is an input error, found before training).
     public static func weakTrStateDict(_ path: String, classCount: Int, reduction: Int,
                                        pooling: WeakTrPooling) throws -> [String: Tensor] {
-        var dict: [String: Tensor] = [:]
-        if path.hasSuffix(".safetensors") {
-            for t in try SafeTensors.read(path).tensors { dict[t.name] = t.tensor }
-        } else {
-            let archive = try Pth.open(path)
-            let hasModel = archive.root.dictEntries?.contains(where: { $0.key.stringValue == "model" }) == true
-            for (name, t) in try Pth.tensors(of: archive, key: hasModel ? "model" : nil) { dict[name] = t.toFloat32() }
+        let dict: [String: Tensor]
+        do {
+            dict = try Checkpoints.readStateDict(path)
+        } catch let e as FormatError {
+            throw InputError(e.description)
         }
-        guard !dict.isEmpty else { throw InputError("'\(path)' holds no tensors; expected a WeakTr state dict") }
         do {
             _ = try WeakTr(stateDict: dict, classCount: classCount, reduction: reduction, pooling: pooling, source: path)
         } catch {
@@ -166,20 +163,8 @@ public struct StageJob: Job {
                          context: JobContext) throws -> (miou: Double, threshold: Double) {
         let model = try WeakTr(stateDict: dict, classCount: classCount, reduction: reduction, pooling: pooling,
                                source: "trained weights")
-        let generator = CAMGenerator(model: model, scales: scales)
-        var evaluator = try CAMEvaluator(dataSet: dataset.kind == .voc12 ? .voc : .coco, mode: .curve(start: start, end: 60))
-        let started = Date()
-        for id in ids {
-            try context.checkStop()
-            let image = try ImageIO.read(dataset.imagePath(id))
-            let cams = generator.cams(for: image, labels: dataset.labelVector(id)!)
-            let gt = try ImageIO.readLabels(dataset.groundTruthPath(id))
-            try evaluator.add(cams: cams, groundTruth: gt.pixels, height: gt.height, width: gt.width,
-                              source: dataset.imagePath(id))
-        }
-        let metrics = evaluator.metrics()
-        context.log(String(format: "CAM evaluation: mIoU %.2f%% at t=%.2f over %d images (%@)", metrics.bestMeanIoU * 100,
-                           metrics.bestThreshold, ids.count, formatDuration(Date().timeIntervalSince(started))))
+        let metrics = try Checkpoints.evaluateCAMs(model: model, dataset: dataset, ids: ids, scales: scales, start: start,
+                                                   context: context, stoppable: true)
         return (metrics.bestMeanIoU, metrics.bestThreshold)
     }
 }

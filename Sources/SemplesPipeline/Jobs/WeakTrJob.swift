@@ -181,21 +181,8 @@ public struct WeakTrJob: Job {
     /// CAMs at the evaluation scales (with flips) on the current weights, then the greedy sweep.
     static func evaluate(model: TrainableWeakTr, dataset: SegmentationDataset, ids: [String], scales: [Double],
                          start: Int, context: JobContext) throws -> EvaluationMetrics {
-        let generator = CAMGenerator(model: try model.evaluationModel(), scales: scales)
-        let labelSet: LabelSet = dataset.kind == .voc12 ? .voc : .coco
-        var evaluator = try CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: 60))
-        let started = Date()
-        for id in ids {
-            let image = try ImageIO.read(dataset.imagePath(id))
-            let cams = generator.cams(for: image, labels: dataset.labelVector(id)!)
-            let gt = try ImageIO.readLabels(dataset.groundTruthPath(id))
-            try evaluator.add(cams: cams, groundTruth: gt.pixels, height: gt.height, width: gt.width,
-                              source: dataset.imagePath(id))
-        }
-        let metrics = evaluator.metrics()
-        context.log(String(format: "CAM evaluation: mIoU %.2f%% at t=%.2f over %d images (%@)", metrics.bestMeanIoU * 100,
-                           metrics.bestThreshold, ids.count, formatDuration(Date().timeIntervalSince(started))))
-        return metrics
+        try Checkpoints.evaluateCAMs(model: try model.evaluationModel(), dataset: dataset, ids: ids, scales: scales,
+                                     start: start, context: context, stoppable: false)
     }
 
     /// train_log.txt (one JSON line per epoch), loss_curve.png, miou_per_epoch.png.
@@ -205,14 +192,7 @@ public struct WeakTrJob: Job {
         let lines = try state.history.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
         try AtomicFile.write(Data((lines.joined(separator: "\n") + "\n").utf8),
                              to: out.appendingPathComponent("train_log.txt").path)
-        let loss = LineChart(title: "WeakTr training loss", xLabel: "iteration", yLabel: "loss", series: [
-            .init(name: "loss", points: state.lossCurve.map { (x: $0[0], y: Optional($0[1])) })])
-        try loss.writePNG(to: out.appendingPathComponent("loss_curve.png").path)
-        let mious = state.history.compactMap { r in r.miou.map { (x: Double(r.epoch + 1), y: Optional($0 * 100)) } }
-        if !mious.isEmpty {
-            let chart = LineChart(title: "CAM mIoU per epoch", xLabel: "epoch", yLabel: "mIoU (%)",
-                                  series: [.init(name: "mIoU", points: mious, markers: true)])
-            try chart.writePNG(to: out.appendingPathComponent("miou_per_epoch.png").path)
-        }
+        try LineChart.writeTrainingCharts(model: "WeakTr training", lossCurve: state.lossCurve,
+                                          mIoUByEpoch: state.history.map { ($0.epoch, $0.miou) }, to: out)
     }
 }

@@ -240,3 +240,20 @@ extension EvaluationMetrics {
         return chart
     }
 }
+
+extension LineChart {
+    /// The two charts every training job leaves in its outbox: `loss_curve.png` from [step, loss]
+    /// pairs and, once an epoch has a CAM mIoU, `miou_per_epoch.png` (mIoU in percent).
+    static func writeTrainingCharts(model: String, lossCurve: [[Double]], mIoUByEpoch: [(epoch: Int, miou: Double?)],
+                                    to folder: URL) throws {
+        let loss = LineChart(title: "\(model) loss", xLabel: "iteration", yLabel: "loss", series: [
+            .init(name: "loss", points: lossCurve.map { (x: $0[0], y: Optional($0[1])) })])
+        try loss.writePNG(to: folder.appendingPathComponent("loss_curve.png").path)
+        let mious = mIoUByEpoch.compactMap { r in r.miou.map { (x: Double(r.epoch + 1), y: Optional($0 * 100)) } }
+        if !mious.isEmpty {
+            let chart = LineChart(title: "CAM mIoU per epoch, \(model)", xLabel: "epoch", yLabel: "mIoU (%)",
+                                  series: [.init(name: "mIoU", points: mious, markers: true)])
+            try chart.writePNG(to: folder.appendingPathComponent("miou_per_epoch.png").path)
+        }
+    }
+}

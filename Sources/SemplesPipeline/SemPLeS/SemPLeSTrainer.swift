@@ -310,16 +310,8 @@ public final class SemPLeSTrainer {
 
     /// loss_curve.png (per iteration) and, with an evaluation, miou_per_epoch.png.
     func writeCharts(_ state: SemPLeSTrainingState) throws {
-        let name = "stage (\(settings.stage.rawValue))"
-        let loss = LineChart(title: "SemPLeS \(name) loss", xLabel: "iteration", yLabel: "loss", series: [
-            .init(name: "loss", points: state.lossCurve.map { (x: $0[0], y: Optional($0[1])) })])
-        try loss.writePNG(to: outputFolder.appendingPathComponent("loss_curve.png").path)
-        let mious = state.history.compactMap { r in r.miou.map { (x: Double(r.epoch + 1), y: Optional($0 * 100)) } }
-        if !mious.isEmpty {
-            let chart = LineChart(title: "CAM mIoU per epoch, \(name)", xLabel: "epoch", yLabel: "mIoU (%)",
-                                  series: [.init(name: "mIoU", points: mious, markers: true)])
-            try chart.writePNG(to: outputFolder.appendingPathComponent("miou_per_epoch.png").path)
-        }
+        try LineChart.writeTrainingCharts(model: "SemPLeS stage (\(settings.stage.rawValue))", lossCurve: state.lossCurve,
+                                          mIoUByEpoch: state.history.map { ($0.epoch, $0.miou) }, to: outputFolder)
     }
 
     static func copy(_ v: TensorView) -> Tensor {
