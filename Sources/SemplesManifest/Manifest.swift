@@ -365,16 +365,18 @@ private struct KeyReader {
         return m
     }
 
+    /// `img_ms_list`, or by default the reference's CAM-evaluation list beside the training list
+    /// when it is there (VOC train_id.txt, COCO train_1250_id.txt), else none.
+    func evaluationList(imgList: String, dataSet: DataSetKind) throws -> String? {
+        if let list = try path("img_ms_list", directory: false) { return list }
+        let beside = URL(fileURLWithPath: imgList).deletingLastPathComponent()
+            .appendingPathComponent(dataSet == .voc12 ? "train_id.txt" : "train_1250_id.txt").path
+        return FileManager.default.isReadableFile(atPath: beside) ? beside : nil
+    }
+
     func readWeakTrKeys(imgList: String, dataSet: DataSetKind, reduction: Int) throws -> WeakTrManifest {
         var w = WeakTrManifest()
-        if let list = try path("img_ms_list", directory: false) {
-            w.imgMsList = list
-        } else {
-            // Default: the reference's CAM-evaluation list beside the training list, when present.
-            let beside = URL(fileURLWithPath: imgList).deletingLastPathComponent()
-                .appendingPathComponent(dataSet == .voc12 ? "train_id.txt" : "train_1250_id.txt").path
-            w.imgMsList = FileManager.default.isReadableFile(atPath: beside) ? beside : nil
-        }
+        w.imgMsList = try evaluationList(imgList: imgList, dataSet: dataSet)
         w.epochs = try int("epochs", range: 1...10_000) ?? 60
         w.batchSize = try int("batch_size", range: 1...4096) ?? 64
         w.lr = try double("lr", range: 0...10) ?? 6e-4
@@ -449,13 +451,7 @@ private struct KeyReader {
                                                 key: key)
             }
         }
-        if let list = try path("img_ms_list", directory: false) {
-            s.imgMsList = list
-        } else {
-            let beside = URL(fileURLWithPath: imgList).deletingLastPathComponent()
-                .appendingPathComponent(dataSet == .voc12 ? "train_id.txt" : "train_1250_id.txt").path
-            s.imgMsList = FileManager.default.isReadableFile(atPath: beside) ? beside : nil
-        }
+        s.imgMsList = try evaluationList(imgList: imgList, dataSet: dataSet)
         s.btpLength = try int("btp_length", range: 1...70) ?? 30
         s.epochs = try int("epochs", range: 1...10_000) ?? 60
         s.minLr = try double("min_lr", range: 0...10) ?? 0
