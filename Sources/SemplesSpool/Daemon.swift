@@ -9,7 +9,8 @@ public final class Daemon {
     let store: JobStore
     let log: Logger
     let notifier = ServiceNotifier()
-    let host = Sys.hostName()
+    /// The host id in tickets, leases and the journal (`host_id`, default the host name).
+    let host: String
     let pid = getpid()
     let startTicks: UInt64
     let startedAt = Sys.now()
@@ -66,6 +67,7 @@ public final class Daemon {
         layout = SpoolLayout(root: config.spool)
         store = JobStore(layout: layout)
         log = Logger(level: config.logLevel)
+        host = config.hostID ?? Sys.hostName()
         startTicks = Sys.processStartTime(getpid()) ?? 0
     }
 
@@ -87,8 +89,10 @@ public final class Daemon {
             log.error("cannot watch '\(layout.incoming)': \(error)")
             return 1
         }
+        // The heartbeat file first: other hosts judge this daemon's claims and tickets by it.
+        heartbeat(force: true)
         recoverStale(startup: true)
-        log.notice("watching '\(layout.incoming)' (\(mode.rawValue)\(filesystem.map { " on \($0)" } ?? "")), \(config.concurrentJobs) job(s) at a time, job command \(config.resolvedJobCommand().map { "'\($0)'" }.joined(separator: " "))")
+        log.notice("host '\(host)': watching '\(layout.incoming)' (\(mode.rawValue)\(filesystem.map { " on \($0)" } ?? "")), \(config.concurrentJobs) job(s) at a time, job command \(config.resolvedJobCommand().map { "'\($0)'" }.joined(separator: " "))")
         tick()
         notifier.send("READY=1\nSTATUS=\(statusLine())\nMAINPID=\(pid)")
         while true {
@@ -133,7 +137,7 @@ public final class Daemon {
         checkDisk()
         if controlDue || mode == .poll && now >= nextRescan { controlDue = false; processControl() }
         processCancels()
-        if now >= nextRecovery { recoverStale(startup: false); nextRecovery = now + max(config.rescanInterval, 5) }
+        if now >= nextRecovery { recoverStale(startup: false); nextRecovery = now + min(max(config.rescanInterval, 5), config.heartbeat) }
         if fullScanDue || now >= nextRescan {
             fullScanDue = false
             scanIncoming()
@@ -198,13 +202,18 @@ public final class Daemon {
         }
         notifier.send("RELOADING=1")
         defer { notifier.send("READY=1\nSTATUS=\(statusLine())") }
-        let fresh: SpoolConfig
+        var fresh: SpoolConfig
         do { fresh = try SpoolConfig.load(path: path) } catch {
             log.error("reload refused, keeping the old configuration: \(error)")
             return
         }
         if fresh.spool != config.spool {
             log.error("reload refused, keeping the old configuration: config '\(path)': key 'spool' changed from '\(config.spool)' to '\(fresh.spool)'; restart the daemon to move the spool")
+            return
+        }
+        if fresh.hostID == nil { fresh.hostID = config.hostID }   // --host-id outlives a reload
+        if (fresh.hostID ?? Sys.hostName()) != host || fresh.executor != config.executor {
+            log.error("reload refused, keeping the old configuration: config '\(path)': 'host_id' or 'executor' changed; restart the daemon to change them")
             return
         }
         let watchChanged = fresh.watch != config.watch
@@ -258,8 +267,9 @@ public final class Daemon {
             nextWatchdog = now + (notifier.watchdogInterval ?? 30)
         }
         guard force || statusDirty || now >= nextHeartbeat else { return }
+        let interval = config.heartbeat
+        if force || now >= nextHeartbeat { renewLeases(now: now) }
         statusDirty = false
-        let interval = 5.0
         nextHeartbeat = now + interval
         let line = statusLine()
         if line != lastStatusLine { notifier.send("STATUS=" + line); lastStatusLine = line }

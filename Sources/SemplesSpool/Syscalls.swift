@@ -172,6 +172,16 @@ public enum Sys {
     @discardableResult
     public static func remove(_ path: String) -> Bool { unlink(path) == 0 }
 
+    /// Sets a file's access and modification times to `time` (this host's clock, not the file
+    /// server's); false when the file is gone.
+    @discardableResult
+    public static func touch(_ path: String, time: Double) -> Bool {
+        let seconds = time.rounded(.down)
+        let stamp = timespec(tv_sec: Int(seconds), tv_nsec: Int((time - seconds) * 1e9))
+        var times = [stamp, stamp]
+        return utimensat(AT_FDCWD, path, &times, 0) == 0
+    }
+
     /// Copies a file and fsyncs the copy.
     public static func copy(_ from: String, to: String, limit: Int = 64 << 20) throws {
         try writeAtomically(try read(from, limit: limit), to: to)
