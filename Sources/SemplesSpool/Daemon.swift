@@ -47,11 +47,17 @@ public final class Daemon {
         var cancelling = false
         var stopRequested = false
         var killAt: Double?
+        /// The Slurm job of this attempt (executor: slurm; pid is then 0), and its last state seen.
+        var slurmJob: String?
+        var slurmState: String?
+        var isSlurm: Bool { pid == 0 }
         init(id: String, pid: pid_t, ticket: String, logName: String, attempt: Int) {
             self.id = id; self.pid = pid; self.ticket = ticket; self.logName = logName; self.attempt = attempt
         }
     }
     var active: [String: Active] = [:]
+    var slurmClient: SlurmClient?
+    var nextSlurmPoll = 0.0
     var activeByPID: [pid_t: String] = [:]
     /// Retry times of queued tickets, so the queue is not re-read for jobs that must wait.
     var notBefore: [String: Double] = [:]
@@ -88,6 +94,12 @@ public final class Daemon {
         do { try chooseWatchMode() } catch {
             log.error("cannot watch '\(layout.incoming)': \(error)")
             return 1
+        }
+        if config.executor == .slurm {
+            do { slurmClient = try SlurmClient(settings: config.slurm) } catch {
+                log.error("executor 'slurm': \(error)")
+                return 1
+            }
         }
         // The heartbeat file first: other hosts judge this daemon's claims and tickets by it.
         heartbeat(force: true)
@@ -145,6 +157,10 @@ public final class Daemon {
         }
         intake(now: Sys.now())
         startJobs(now: Sys.now())
+        if slurmClient != nil && Sys.now() >= nextSlurmPoll {
+            pollSlurm()
+            nextSlurmPoll = Sys.now() + config.slurm.pollInterval
+        }
         enforceDeadlines()
         heartbeat(force: false)
     }
@@ -162,6 +178,7 @@ public final class Daemon {
             for t in notBefore.values { wake = min(wake, t) }
         }
         for job in active.values { if let k = job.killAt { wake = min(wake, k) } }
+        if active.values.contains(where: { $0.isSlurm }) { wake = min(wake, nextSlurmPoll) }
         return max(0, min(wake - now, 60))
     }
 
@@ -185,6 +202,12 @@ public final class Daemon {
         stopping = true
         stopDeadline = Sys.now() + config.stopTimeout
         log.notice("received \(signal == SIGTERM ? "SIGTERM" : "SIGINT"): no new work; asking \(active.count) running job(s) to stop at a safe point")
+        let inSlurm = active.values.filter { $0.isSlurm }
+        if !inSlurm.isEmpty {
+            // Slurm keeps running them; the next start re-attaches by the ids in their records.
+            for job in inSlurm { active[job.id] = nil }
+            log.notice("\(inSlurm.count) job(s) stay in Slurm; the next start re-attaches to them")
+        }
         notifier.send("STOPPING=1\nSTATUS=stopping: \(active.count) job(s) finishing their checkpoint")
         for job in active.values {
             job.stopRequested = true

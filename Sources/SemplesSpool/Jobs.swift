@@ -76,6 +76,14 @@ extension Daemon {
             environment += ["SEMPLES_JOB_ID=\(record.id)", "SEMPLES_ATTEMPT=\(attempt)", "SEMPLES_HOST=\(host)",
                             "SEMPLES_LEASE=\(layout.running)/\(ticket)", "SEMPLES_LEASE_S=\(leaseDuration)"]
             if config.engineThreads > 0 { environment.append("SEMPLES_THREADS=\(config.engineThreads)") }   // 0: the job's default (all cores)
+            if config.executor == .slurm {
+                // No lease for the job itself: Slurm owns it, and whichever daemon holds the ticket tracks it.
+                let mine = ["SEMPLES_JOB_ID=\(record.id)", "SEMPLES_ATTEMPT=\(attempt)", "SEMPLES_HOST=\(host)"]
+                    + (config.engineThreads > 0 ? ["SEMPLES_THREADS=\(config.engineThreads)"] : [])
+                record.slurmJob = nil
+                try submitToSlurm(record, ticket: ticket, attempt: attempt, logName: logName, arguments: arguments, environment: mine)
+                return
+            }
             let child = try Sys.spawn(arguments, environment: environment, outputFD: fd)
             let job = Active(id: record.id, pid: child, ticket: ticket, logName: logName, attempt: attempt)
             active[record.id] = job
@@ -238,6 +246,10 @@ extension Daemon {
     func processCancels() {
         for id in ((try? Sys.list(layout.cancels)) ?? []) where !id.hasPrefix(".") {
             if let job = active[id] {
+                if job.isSlurm {
+                    if !job.cancelling { cancelSlurm(job) }
+                    continue
+                }
                 if !job.cancelling {
                     job.cancelling = true
                     Sys.signalGroup(job.pid, SIGTERM)
@@ -349,6 +361,7 @@ extension Daemon {
             journal(t.id, state.rawValue, "recorded after a restart", attempt: record.attempts)
             return
         }
+        if reattachSlurm(record, ticket: mine, from: takeover ?? "a stopped daemon (pid \(t.pid))") { return }
         if Sys.exists(layout.cancels + "/" + t.id) {
             finalize(record, ticket: mine, state: .cancelled, reason: "cancelled by request", error: nil, child: [:])
         } else {

@@ -38,7 +38,7 @@ public enum LeaseGuard {
     }
 
     /// Watches the environment's lease on a background thread, every tenth of the lease; once it is
-    /// lost, writes one line to stderr and SIGKILLs the job's process group, so nothing more is written.
+    /// lost, writes one line to stderr and ends the process at once (exit 75), so nothing more is written.
     public static func watchFromEnvironment() {
         guard let lease = fromEnvironment() else { return }
         let thread = Thread {
@@ -46,8 +46,7 @@ public enum LeaseGuard {
                 Sys.sleep(max(0.05, lease.duration / 10))
                 if !holds(path: lease.path, duration: lease.duration) {
                     fputs("semples: lease '\(lease.path)' lost or expired: the job was taken over by another host, stopping without writing\n", stderr)
-                    Sys.signalGroup(0, SIGKILL)
-                    exit(leaseLostExitStatus)
+                    Sys.exitImmediately(leaseLostExitStatus)
                 }
             }
         }
@@ -78,7 +77,7 @@ extension Daemon {
     func leaseLost(_ job: Active) {
         active[job.id] = nil
         activeByPID[job.pid] = nil
-        Sys.signalGroup(job.pid, SIGKILL)
+        Sys.signalGroup(job.pid, SIGKILL)   // a Slurm job (pid 0) is left to its new owner, who re-attaches
         var owner = "another daemon"
         if case .running(_, let h, _, _) = store.ticket(job.id) { owner = "host '\(h)'" }
         journal(job.id, "lease-lost", "host '\(host)' was silent past its lease; the job continues on \(owner)", attempt: job.attempt)
