@@ -104,7 +104,7 @@ public final class Daemon {
         // The heartbeat file first: other hosts judge this daemon's claims and tickets by it.
         heartbeat(force: true)
         recoverStale(startup: true)
-        log.notice("host '\(host)': watching '\(layout.incoming)' (\(mode.rawValue)\(filesystem.map { " on \($0)" } ?? "")), \(config.concurrentJobs) job(s) at a time, job command \(config.resolvedJobCommand().map { "'\($0)'" }.joined(separator: " "))")
+        log.notice("watching '\(layout.incoming)' (\(mode.rawValue)\(filesystem.map { " on \($0)" } ?? "")) as host '\(host)', executor \(config.executor.rawValue), \(config.concurrentJobs) job(s) at a time, job command \(config.resolvedJobCommand().map { "'\($0)'" }.joined(separator: " "))")
         tick()
         notifier.send("READY=1\nSTATUS=\(statusLine())\nMAINPID=\(pid)")
         while true {
