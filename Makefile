@@ -15,8 +15,10 @@ build: setup
 release: setup
 	$(SWIFT) build -c release
 
-# The test command (README, .ci/run).
+# The test command (README, .ci/run). Starts a one-node Slurm for the executor tests; where it
+# cannot start, those tests skip and say why.
 test: setup
+	-./scripts/setup-slurm.sh
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 

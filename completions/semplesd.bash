@@ -165,12 +165,15 @@ _semplesd() {
     local -a repeating_flags=()
     local -a non_repeating_flags=(--check -h --help)
     local -a repeating_options=()
-    local -a non_repeating_options=(--config)
+    local -a non_repeating_options=(--config --host-id)
     __semplesd_offer_flags_options 0
 
     # Offer option value completions
     case "${prev}" in
     '--config')
+        return
+        ;;
+    '--host-id')
         return
         ;;
     esac

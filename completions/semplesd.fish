@@ -20,7 +20,7 @@ function __semplesd_parse_tokens -S
     set -l unparsed_tokens (__semplesd_tokens -pc)
     switch $unparsed_tokens[1]
     case 'semplesd'
-        __semplesd_parse_subcommand 0 'config=' 'check' 'h/help'
+        __semplesd_parse_subcommand 0 'config=' 'host-id=' 'check' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
             __semplesd_parse_subcommand -r 1 
@@ -78,6 +78,7 @@ end
 
 complete -c 'semplesd' -f
 complete -c 'semplesd' -n '__semplesd_should_offer_completions_for_flags_or_options "semplesd" config' -l 'config' -d 'The configuration file (YAML).' -rfka ''
+complete -c 'semplesd' -n '__semplesd_should_offer_completions_for_flags_or_options "semplesd" host-id' -l 'host-id' -d 'The name this daemon goes by on a shared spool (overrides host_id; default the host name).' -rfka ''
 complete -c 'semplesd' -n '__semplesd_should_offer_completions_for_flags_or_options "semplesd" check' -l 'check' -d 'Check the configuration, print what it resolves to, and exit.'
 complete -c 'semplesd' -n '__semplesd_should_offer_completions_for_flags_or_options "semplesd" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'semplesd' -n '__semplesd_should_offer_completions_for_positional "semplesd" -eq 1' -fa 'help' -d 'Show subcommand help information.'

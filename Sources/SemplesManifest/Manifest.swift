@@ -233,6 +233,8 @@ private let keySpecs: [String: KeySpec] = [
     "stage_b": KeySpec(jobs: [.pipeline]),
     "stage_c": KeySpec(jobs: [.pipeline]),
     "seed": KeySpec(jobs: allJobs),
+    // Read by the daemon, not the job: Slurm resources (semplesd's `executor: slurm`).
+    "resources": KeySpec(jobs: allJobs),
 ]
 
 private struct KeyReader {

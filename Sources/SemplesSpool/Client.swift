@@ -64,6 +64,9 @@ public struct JobView: Codable {
     public var finished: String?
     public var error: String?
     public var progress: Progress?
+    /// The host id of the daemon running or tracking it, and the Slurm job id (executor: slurm).
+    public var host: String?
+    public var slurmJob: String?
 
     public struct Progress: Codable {
         public var done: Double?
@@ -102,6 +105,8 @@ extension SpoolReader {
                         reason: reason(for: record, live: live, now: now), attempts: record.attempts,
                         outbox: layout.outbox + "/" + record.outbox, submitted: isoTime(record.submitted),
                         started: record.started.map(isoTime), finished: record.finished.map(isoTime), error: record.error)
+        v.host = record.host
+        v.slurmJob = record.slurmJob
         if record.state == .running, let p = progress(record) {
             func number(_ key: String) -> Double? { (p[key] as? NSNumber)?.doubleValue }
             v.progress = JobView.Progress(done: number("done"), total: number("total"), rate: number("rate"),

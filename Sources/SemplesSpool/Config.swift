@@ -43,6 +43,16 @@ public struct SpoolConfig: Equatable {
     public var jobCommand: [String] = []
     /// Largest manifest accepted, in bytes.
     public var maxManifestBytes: Int = 1 << 20
+    /// The name this daemon goes by in tickets, leases and the journal (default: the host name).
+    /// Daemons sharing a spool need distinct ids; no '@' or '/'.
+    public var hostID: String?
+    /// Seconds between heartbeats. A running job's lease lasts three heartbeats: a daemon silent
+    /// for longer is presumed gone and its jobs are taken over by a daemon on another host.
+    public var heartbeat: Double = 5
+    /// Where jobs run: child processes of the daemon, or Slurm batch jobs.
+    public var executor: Executor = .local
+    /// Slurm settings (executor: slurm): commands and default resources.
+    public var slurm = SlurmSettings()
 
     /// The file this configuration came from, if any.
     public var sourcePath: String?
@@ -52,7 +62,7 @@ public struct SpoolConfig: Equatable {
     public static let keys: [String] = [
         "spool", "watch", "rescan_interval_s", "poll_interval_s", "settle_s", "concurrent_jobs", "retry",
         "engine_threads", "min_free_disk_mb", "log_level", "stop_timeout_s", "cancel_grace_s",
-        "job_command", "max_manifest_bytes",
+        "job_command", "max_manifest_bytes", "host_id", "heartbeat_s", "executor", "slurm",
     ]
     static let retryKeys = ["max_attempts", "backoff_s", "backoff_factor", "backoff_max_s"]
 
@@ -131,6 +141,19 @@ public struct SpoolConfig: Equatable {
             if let x = r["backoff_factor"] { c.retryBackoffFactor = try number("retry.backoff_factor", x, min: 1, max: 100) }
             if let x = r["backoff_max_s"] { c.retryBackoffMax = try number("retry.backoff_max_s", x, min: 0) }
         }
+        if let v = map["host_id"] {
+            let id = try string("host_id", v)
+            if let problem = hostIDProblem(id) { throw ConfigError(path: path, detail: "key 'host_id': \(problem)") }
+            c.hostID = id
+        }
+        if let v = map["heartbeat_s"] { c.heartbeat = try number("heartbeat_s", v, min: 0.1, max: 3600) }
+        if let v = map["executor"] {
+            guard let e = Executor(rawValue: try string("executor", v)) else {
+                throw ConfigError(path: path, detail: "key 'executor': expected local or slurm, found '\(v)'")
+            }
+            c.executor = e
+        }
+        if let v = map["slurm"] { c.slurm = try SlurmSettings.parse(v, path: path) }
         if let v = map["job_command"] {
             let parts: [String]
             if let s = v as? String { parts = [s] } else if let a = v as? [Any] {
@@ -140,6 +163,19 @@ public struct SpoolConfig: Equatable {
             c.jobCommand = [absolutePath(first, relativeTo: folder)] + parts.dropFirst()
         }
         return c
+    }
+
+    /// Sets `hostID` from a command-line option, checked like the config key.
+    public mutating func setHostID(_ id: String, from option: String) throws {
+        if let problem = Self.hostIDProblem(id) { throw ConfigError(path: option, detail: problem) }
+        hostID = id
+    }
+
+    /// Why a host id cannot be used in ticket names, or nil when it can.
+    static func hostIDProblem(_ id: String) -> String? {
+        if id.utf8.count > 64 { return "'\(id)' is longer than 64 bytes" }
+        if id.contains("@") || id.contains("/") || id.hasPrefix(".") { return "'\(id)' may not contain '@' or '/' nor start with '.'" }
+        return nil
     }
 
     /// The retry delay after `attempt` failed attempts (1 = after the first).

@@ -88,6 +88,7 @@ public struct SpoolReader {
             if busy >= slots { return "waiting for a free slot (\(busy) of \(slots) running)" + (record.reason.map { "; " + $0 } ?? "") }
             return record.reason ?? "next in line"
         case .running:
+            if let s = record.slurmJob { return record.reason.flatMap { $0.hasPrefix("Slurm job") ? $0 : nil } ?? "Slurm job \(s)" }
             return record.host.map { "running on \($0)" } ?? "running"
         default: return record.reason ?? record.state.rawValue
         }

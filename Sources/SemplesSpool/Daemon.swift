@@ -9,7 +9,8 @@ public final class Daemon {
     let store: JobStore
     let log: Logger
     let notifier = ServiceNotifier()
-    let host = Sys.hostName()
+    /// The host id in tickets, leases and the journal (`host_id`, default the host name).
+    let host: String
     let pid = getpid()
     let startTicks: UInt64
     let startedAt = Sys.now()
@@ -46,11 +47,17 @@ public final class Daemon {
         var cancelling = false
         var stopRequested = false
         var killAt: Double?
+        /// The Slurm job of this attempt (executor: slurm; pid is then 0), and its last state seen.
+        var slurmJob: String?
+        var slurmState: String?
+        var isSlurm: Bool { pid == 0 }
         init(id: String, pid: pid_t, ticket: String, logName: String, attempt: Int) {
             self.id = id; self.pid = pid; self.ticket = ticket; self.logName = logName; self.attempt = attempt
         }
     }
     var active: [String: Active] = [:]
+    var slurmClient: SlurmClient?
+    var nextSlurmPoll = 0.0
     var activeByPID: [pid_t: String] = [:]
     /// Retry times of queued tickets, so the queue is not re-read for jobs that must wait.
     var notBefore: [String: Double] = [:]
@@ -66,6 +73,7 @@ public final class Daemon {
         layout = SpoolLayout(root: config.spool)
         store = JobStore(layout: layout)
         log = Logger(level: config.logLevel)
+        host = config.hostID ?? Sys.hostName()
         startTicks = Sys.processStartTime(getpid()) ?? 0
     }
 
@@ -87,8 +95,16 @@ public final class Daemon {
             log.error("cannot watch '\(layout.incoming)': \(error)")
             return 1
         }
+        if config.executor == .slurm {
+            do { slurmClient = try SlurmClient(settings: config.slurm) } catch {
+                log.error("executor 'slurm': \(error)")
+                return 1
+            }
+        }
+        // The heartbeat file first: other hosts judge this daemon's claims and tickets by it.
+        heartbeat(force: true)
         recoverStale(startup: true)
-        log.notice("watching '\(layout.incoming)' (\(mode.rawValue)\(filesystem.map { " on \($0)" } ?? "")), \(config.concurrentJobs) job(s) at a time, job command \(config.resolvedJobCommand().map { "'\($0)'" }.joined(separator: " "))")
+        log.notice("watching '\(layout.incoming)' (\(mode.rawValue)\(filesystem.map { " on \($0)" } ?? "")) as host '\(host)', executor \(config.executor.rawValue), \(config.concurrentJobs) job(s) at a time, job command \(config.resolvedJobCommand().map { "'\($0)'" }.joined(separator: " "))")
         tick()
         notifier.send("READY=1\nSTATUS=\(statusLine())\nMAINPID=\(pid)")
         while true {
@@ -133,7 +149,7 @@ public final class Daemon {
         checkDisk()
         if controlDue || mode == .poll && now >= nextRescan { controlDue = false; processControl() }
         processCancels()
-        if now >= nextRecovery { recoverStale(startup: false); nextRecovery = now + max(config.rescanInterval, 5) }
+        if now >= nextRecovery { recoverStale(startup: false); nextRecovery = now + min(max(config.rescanInterval, 5), config.heartbeat) }
         if fullScanDue || now >= nextRescan {
             fullScanDue = false
             scanIncoming()
@@ -141,6 +157,10 @@ public final class Daemon {
         }
         intake(now: Sys.now())
         startJobs(now: Sys.now())
+        if slurmClient != nil && Sys.now() >= nextSlurmPoll {
+            pollSlurm()
+            nextSlurmPoll = Sys.now() + config.slurm.pollInterval
+        }
         enforceDeadlines()
         heartbeat(force: false)
     }
@@ -158,6 +178,7 @@ public final class Daemon {
             for t in notBefore.values { wake = min(wake, t) }
         }
         for job in active.values { if let k = job.killAt { wake = min(wake, k) } }
+        if active.values.contains(where: { $0.isSlurm }) { wake = min(wake, nextSlurmPoll) }
         return max(0, min(wake - now, 60))
     }
 
@@ -181,6 +202,12 @@ public final class Daemon {
         stopping = true
         stopDeadline = Sys.now() + config.stopTimeout
         log.notice("received \(signal == SIGTERM ? "SIGTERM" : "SIGINT"): no new work; asking \(active.count) running job(s) to stop at a safe point")
+        let inSlurm = active.values.filter { $0.isSlurm }
+        if !inSlurm.isEmpty {
+            // Slurm keeps running them; the next start re-attaches by the ids in their records.
+            for job in inSlurm { active[job.id] = nil }
+            log.notice("\(inSlurm.count) job(s) stay in Slurm; the next start re-attaches to them")
+        }
         notifier.send("STOPPING=1\nSTATUS=stopping: \(active.count) job(s) finishing their checkpoint")
         for job in active.values {
             job.stopRequested = true
@@ -198,13 +225,18 @@ public final class Daemon {
         }
         notifier.send("RELOADING=1")
         defer { notifier.send("READY=1\nSTATUS=\(statusLine())") }
-        let fresh: SpoolConfig
+        var fresh: SpoolConfig
         do { fresh = try SpoolConfig.load(path: path) } catch {
             log.error("reload refused, keeping the old configuration: \(error)")
             return
         }
         if fresh.spool != config.spool {
             log.error("reload refused, keeping the old configuration: config '\(path)': key 'spool' changed from '\(config.spool)' to '\(fresh.spool)'; restart the daemon to move the spool")
+            return
+        }
+        if fresh.hostID == nil { fresh.hostID = config.hostID }   // --host-id outlives a reload
+        if (fresh.hostID ?? Sys.hostName()) != host || fresh.executor != config.executor {
+            log.error("reload refused, keeping the old configuration: config '\(path)': 'host_id' or 'executor' changed; restart the daemon to change them")
             return
         }
         let watchChanged = fresh.watch != config.watch
@@ -258,8 +290,9 @@ public final class Daemon {
             nextWatchdog = now + (notifier.watchdogInterval ?? 30)
         }
         guard force || statusDirty || now >= nextHeartbeat else { return }
+        let interval = config.heartbeat
+        if force || now >= nextHeartbeat { renewLeases(now: now) }
         statusDirty = false
-        let interval = 5.0
         nextHeartbeat = now + interval
         let line = statusLine()
         if line != lastStatusLine { notifier.send("STATUS=" + line); lastStatusLine = line }

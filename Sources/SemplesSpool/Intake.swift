@@ -141,6 +141,8 @@ extension Daemon {
         guard parts.count == 5 else { log.warning("unexpected file '\(file)' in \(layout.claimed), skipping"); return nil }
         let id = String(parts[0]), name = String(parts[4])
         let path = layout.claimed + "/" + file
+        // Adopted meanwhile by a daemon that presumed this one gone (it was paused): theirs now.
+        guard Sys.exists(path) else { log.warning("claimed file '\(file)' was adopted by another daemon, skipping"); return nil }
         let ext = manifestExtension(name)
         var summary: ManifestSummary?
         do {

@@ -32,6 +32,7 @@ extension Daemon {
             do {
                 guard try Sys.rename(layout.queue + "/" + id, layout.running + "/" + ticket) else { continue }
             } catch { log.error("cannot claim job \(id): \(error), retrying"); continue }
+            Sys.touch(layout.running + "/" + ticket, time: Sys.now())   // the lease starts now, not when the job was queued
             launch(store.load(id) ?? record, ticket: ticket)
         }
     }
@@ -71,8 +72,18 @@ extension Daemon {
                 !$0.hasPrefix("NOTIFY_SOCKET=") && !$0.hasPrefix("WATCHDOG_") && !$0.hasPrefix("SEMPLESD_CRASH_AT=")
                     && !$0.hasPrefix("SEMPLES_THREADS=") && !$0.hasPrefix("SEMPLES_JOB_ID=") && !$0.hasPrefix("SEMPLES_ATTEMPT=")
             }
-            environment += ["SEMPLES_JOB_ID=\(record.id)", "SEMPLES_ATTEMPT=\(attempt)"]
+            environment = environment.filter { !$0.hasPrefix("SEMPLES_LEASE") && !$0.hasPrefix("SEMPLES_HOST=") }
+            environment += ["SEMPLES_JOB_ID=\(record.id)", "SEMPLES_ATTEMPT=\(attempt)", "SEMPLES_HOST=\(host)",
+                            "SEMPLES_LEASE=\(layout.running)/\(ticket)", "SEMPLES_LEASE_S=\(leaseDuration)"]
             if config.engineThreads > 0 { environment.append("SEMPLES_THREADS=\(config.engineThreads)") }   // 0: the job's default (all cores)
+            if config.executor == .slurm {
+                // No lease for the job itself: Slurm owns it, and whichever daemon holds the ticket tracks it.
+                let mine = ["SEMPLES_JOB_ID=\(record.id)", "SEMPLES_ATTEMPT=\(attempt)", "SEMPLES_HOST=\(host)"]
+                    + (config.engineThreads > 0 ? ["SEMPLES_THREADS=\(config.engineThreads)"] : [])
+                record.slurmJob = nil
+                try submitToSlurm(record, ticket: ticket, attempt: attempt, logName: logName, arguments: arguments, environment: mine)
+                return
+            }
             let child = try Sys.spawn(arguments, environment: environment, outputFD: fd)
             let job = Active(id: record.id, pid: child, ticket: ticket, logName: logName, attempt: attempt)
             active[record.id] = job
@@ -111,6 +122,11 @@ extension Daemon {
     }
 
     func attemptEnded(_ job: Active, exitCode: Int32?, signal: Int32?) {
+        guard holdsLease(ticket: job.ticket) else {
+            // Taken over while this daemon was silent: the job's new owner records it, not us.
+            leaseLost(job)
+            return
+        }
         guard var record = store.load(job.id) else { log.error("job \(job.id) ended but its record is gone, skipping"); return }
         let outbox = outboxPath(record)
         let child = takeChildResult(outbox, attempt: job.attempt)
@@ -123,6 +139,8 @@ extension Daemon {
         let childError = (child["error"] as? String).flatMap { $0.isEmpty ? nil : $0 }
         if job.cancelling || Sys.exists(layout.cancels + "/" + job.id) {
             finalize(record, ticket: job.ticket, state: .cancelled, reason: "cancelled by request", error: nil, child: child)
+        } else if exitCode == leaseLostExitStatus {
+            requeue(record, ticket: job.ticket, reason: "the job found its lease expired (this daemon renewed it late); continues from its checkpoint")
         } else if job.stopRequested && exitCode != JobExit.success && exitCode != JobExit.badManifest {
             requeue(record, ticket: job.ticket, reason: "interrupted by the daemon's stop at \(clockTime(Sys.now())); continues from its checkpoint")
         } else if exitCode == JobExit.success {
@@ -228,6 +246,10 @@ extension Daemon {
     func processCancels() {
         for id in ((try? Sys.list(layout.cancels)) ?? []) where !id.hasPrefix(".") {
             if let job = active[id] {
+                if job.isSlurm {
+                    if !job.cancelling { cancelSlurm(job) }
+                    continue
+                }
                 if !job.cancelling {
                     job.cancelling = true
                     Sys.signalGroup(job.pid, SIGTERM)
@@ -277,16 +299,18 @@ extension Daemon {
             if Sys.processStartTime(t.pid) == t.start { continue }
             recoverRunning(file: file, ticket: t)
         }
+        takeOverExpired()
+        let now = Sys.now()
         for file in ((try? Sys.list(layout.claimed)) ?? []) where !file.hasPrefix(".") {
             let parts = file.split(separator: "@", maxSplits: 4, omittingEmptySubsequences: false)
             guard parts.count == 5, let owner = Int32(parts[2]), let start = UInt64(parts[3]) else { continue }
             // This daemon's own claimed files are left over from an accept that failed: retry it.
             let mine = String(parts[1]) == host && owner == pid && start == startTicks
             if mine { accept(file: file); continue }
-            guard String(parts[1]) == host, Sys.processStartTime(owner) != start else { continue }
+            guard presumedGone(host: String(parts[1]), pid: owner, start: start, now: now) else { continue }
             let adopted = "\(parts[0])@\(ownerTag)@\(parts[4])"
             guard (try? Sys.rename(layout.claimed + "/" + file, layout.claimed + "/" + adopted)) == true else { continue }
-            log.notice("finishing the intake of '\(parts[4])' interrupted by a stopped daemon")
+            log.notice("finishing the intake of '\(parts[4])' interrupted by a stopped daemon on host '\(parts[1])'")
             accept(file: adopted)
         }
         // Status files of daemons on this host that are gone.
@@ -299,7 +323,9 @@ extension Daemon {
         if startup { reconcileTickets() }
     }
 
-    func recoverRunning(file: String, ticket t: RunningTicket) {
+    /// Takes a ticket whose daemon is gone and requeues its job (or records the result it left).
+    /// `takeover`: why a daemon on another host is presumed gone (its job's process is not ours to stop).
+    func recoverRunning(file: String, ticket t: RunningTicket, takeover: String? = nil) {
         let mine = RunningTicket.name(id: t.id, host: host, pid: pid, start: startTicks)
         guard (try? Sys.rename(layout.running + "/" + file, layout.running + "/" + mine)) == true else { return }
         guard var record = store.load(t.id) else {
@@ -307,7 +333,10 @@ extension Daemon {
             return
         }
         if record.state.isTerminal { Sys.remove(layout.running + "/" + mine); return }
-        if let child = record.pid, let start = record.pidStart, Sys.processStartTime(child) == start {
+        if let why = takeover {
+            journal(t.id, "taken-over", "from \(why), by host '\(host)'", attempt: record.attempts)
+            log.warning("job \(t.id) taken over from \(why)")
+        } else if let child = record.pid, let start = record.pidStart, Sys.processStartTime(child) == start {
             // The daemon died but its job did not: stop the orphan before the job runs again.
             log.warning("job \(t.id) still runs as process group \(child) from a stopped daemon, stopping it")
             Sys.signalGroup(child, SIGTERM)
@@ -332,10 +361,12 @@ extension Daemon {
             journal(t.id, state.rawValue, "recorded after a restart", attempt: record.attempts)
             return
         }
+        if reattachSlurm(record, ticket: mine, from: takeover ?? "a stopped daemon (pid \(t.pid))") { return }
         if Sys.exists(layout.cancels + "/" + t.id) {
             finalize(record, ticket: mine, state: .cancelled, reason: "cancelled by request", error: nil, child: [:])
         } else {
-            requeue(record, ticket: mine, reason: "interrupted: the daemon running it (pid \(t.pid)) stopped; continues from its checkpoint")
+            let why = takeover.map { "taken over: \($0)" } ?? "interrupted: the daemon running it (pid \(t.pid)) stopped"
+            requeue(record, ticket: mine, reason: why + "; continues from its checkpoint")
         }
     }
 

@@ -38,6 +38,9 @@ public enum ManifestCheck {
         // are taken from `folder` (where the manifest was submitted).
         do {
             let manifest = try Manifest.parse(text, file: folder.map { joinPath($0, name) } ?? name, checkFiles: folder != nil)
+            do { _ = try SlurmResources.of(manifest: bytes, name: name) } catch let e as ConfigError {
+                throw ManifestProblem(kind: .content, file: name, detail: "key 'resources': " + e.detail)
+            }
             return ManifestSummary(job: manifest.job.rawValue, manifest: manifest)
         } catch let e as ManifestError {
             let syntax = e.key == nil && (e.problem.hasPrefix("not valid YAML") || e.problem.hasPrefix("expected a mapping"))

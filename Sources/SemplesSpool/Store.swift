@@ -94,6 +94,8 @@ public struct JobRecord: Codable, Equatable {
     public var size: Int?
     /// The inode the file had in incoming/ (a rename keeps it), so `submit` can find its job.
     public var inode: UInt64?
+    /// The Slurm job id of the current or last attempt (executor: slurm).
+    public var slurmJob: String?
 
     public init(id: String, name: String, outbox: String, manifest: String, state: JobState, submitted: Double) {
         self.id = id; self.name = name; self.outbox = outbox; self.manifest = manifest
@@ -110,6 +112,8 @@ public struct JournalEntry: Codable {
     public var host: String?
     public var pid: Int32?
     public var attempt: Int?
+    /// The Slurm job id, on entries about a Slurm attempt.
+    public var slurmJob: String? = nil
 }
 
 /// Reads and writes records, tickets and the journal.

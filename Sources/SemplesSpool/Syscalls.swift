@@ -172,6 +172,16 @@ public enum Sys {
     @discardableResult
     public static func remove(_ path: String) -> Bool { unlink(path) == 0 }
 
+    /// Sets a file's access and modification times to `time` (this host's clock, not the file
+    /// server's); false when the file is gone.
+    @discardableResult
+    public static func touch(_ path: String, time: Double) -> Bool {
+        let seconds = time.rounded(.down)
+        let stamp = timespec(tv_sec: Int(seconds), tv_nsec: Int((time - seconds) * 1e9))
+        var times = [stamp, stamp]
+        return utimensat(AT_FDCWD, path, &times, 0) == 0
+    }
+
     /// Copies a file and fsyncs the copy.
     public static func copy(_ from: String, to: String, limit: Int = 64 << 20) throws {
         try writeAtomically(try read(from, limit: limit), to: to)
@@ -267,7 +277,47 @@ public enum Sys {
 
     /// Signals a whole process group; false if it no longer exists.
     @discardableResult
-    public static func signalGroup(_ group: pid_t, _ signal: Int32) -> Bool { kill(-group, signal) == 0 }
+    public static func signalGroup(_ group: pid_t, _ signal: Int32) -> Bool { group > 0 && kill(-group, signal) == 0 }
+
+    /// Ends the process at once, all threads, without flushing or running anything more (_exit).
+    public static func exitImmediately(_ status: Int32) -> Never { _exit(status) }
+
+    /// Runs a command to completion (no shell) and returns its exit status (-1: killed by a signal,
+    /// or could not start) with stdout and stderr together, at most `limit` bytes of it.
+    public static func runCapturing(_ arguments: [String], limit: Int = 4 << 20) -> (status: Int32, output: String) {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return (-1, "pipe: \(String(cString: strerror(errno)))") }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let child: pid_t
+        do { child = try spawn(arguments, environment: currentEnvironment(), outputFD: fds[1]) } catch {
+            close(fds[0]); close(fds[1])
+            return (-1, "\(error)")
+        }
+        close(fds[1])
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = Glibc.read(fds[0], &buffer, buffer.count)
+            if n > 0 { if bytes.count < limit { bytes += buffer[0..<n] } ; continue }
+            if n < 0 && errno == EINTR { continue }
+            break
+        }
+        close(fds[0])
+        var status: Int32 = 0
+        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+        let code: Int32 = status & 0x7f == 0 ? (status >> 8) & 0xff : -1
+        return (code, String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// The absolute path of an executable: in `folder` if given, else the first in $PATH.
+    public static func findExecutable(_ name: String, in folder: String = "") -> String? {
+        let folders = folder.isEmpty ? (environment("PATH") ?? "/usr/bin:/bin").split(separator: ":").map(String.init) : [folder]
+        for f in folders where !f.isEmpty {
+            let candidate = joinPath(f, name)
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
+    }
 
     public static func groupAlive(_ group: pid_t) -> Bool { group > 0 && (kill(-group, 0) == 0 || errno == EPERM) }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SemplesPipeline
+import SemplesSpool
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,7 +12,8 @@ struct RunCommand: ParsableCommand {
         Ctrl-C or SIGTERM stops at the next image boundary; running again with the same --out
         continues where it stopped.
 
-        Exit codes: 0 succeeded, 1 failed, 2 invalid manifest or inputs, 3 stopped (resumable).
+        Exit codes: 0 succeeded, 1 failed, 2 invalid manifest or inputs, 3 stopped (resumable),
+        75 lease lost (run by semplesd: another host took the job over).
 
         Example:
           semples run examples/cam-voc.yaml --out runs/cam-voc
@@ -25,6 +27,8 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         StopFlag.shared.installSignalHandlers()
+        // Under a daemon on a shared spool: stop without writing once another host took the job over.
+        LeaseGuard.watchFromEnvironment()
         let envThreads = ProcessInfo.processInfo.environment["SEMPLES_THREADS"].flatMap(Int.init)
         let code = JobRunner.run(manifestPath: manifest, outputFolder: out, logFile: logFile,
                                  threads: threads ?? envThreads, echo: !quiet)

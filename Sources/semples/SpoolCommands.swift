@@ -172,7 +172,8 @@ struct StatusCommand: ParsableCommand {
             for v in views {
                 var detail = v.reason
                 if v.state == "running" {
-                    detail = "attempt \(v.attempts)" + (v.progress.map { ", " + $0.text } ?? ", no progress reported yet")
+                    detail = "attempt \(v.attempts)" + (v.slurmJob.map { ", Slurm job \($0)" } ?? "")
+                        + (v.progress.map { ", " + $0.text } ?? ", no progress reported yet")
                 } else if v.state == "failed", let e = v.error { detail = v.reason + ": " + String(e.prefix(120)) }
                 print(pad(v.id, idWidth) + "  " + pad(v.state, 9) + "  " + pad(v.name, nameWidth) + "  " + detail)
             }
@@ -210,6 +211,8 @@ struct ShowCommand: ParsableCommand {
             print("state:     \(view.state) — \(view.reason)")
             if let p = view.progress { print("progress:  \(p.text)") }
             print("attempts:  \(record.attempts)")
+            if let h = record.host { print("host:      \(h)") }
+            if let s = record.slurmJob { print("slurm job: \(s)") }
             print("outbox:    \(view.outbox)")
             print("submitted: \(view.submitted)")
             if let s = view.started { print("started:   \(s)") }

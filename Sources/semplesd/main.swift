@@ -16,6 +16,7 @@ struct SemplesDaemon: ParsableCommand {
           semplesd                                  run on the checkout's spool/
           semplesd --config /etc/semples/semplesd.yaml
           semplesd --check --config etc/semplesd.yaml   check a configuration and exit
+          semplesd --host-id node2                  a second daemon on a shared spool
 
         Exit status:
           0   stopped cleanly
@@ -23,6 +24,7 @@ struct SemplesDaemon: ParsableCommand {
         """)
 
     @Option(name: .long, help: "The configuration file (YAML).") var config: String?
+    @Option(name: .long, help: "The name this daemon goes by on a shared spool (overrides host_id; default the host name).") var hostId: String?
     @Flag(name: .long, help: "Check the configuration, print what it resolves to, and exit.") var check = false
 
     func run() throws {
@@ -30,8 +32,11 @@ struct SemplesDaemon: ParsableCommand {
             fputs("<3>semplesd: no configuration found: pass --config FILE, set SEMPLESD_CONFIG, or install /etc/semples/semplesd.yaml\n", stderr)
             throw ExitCode(1)
         }
-        let loaded: SpoolConfig
-        do { loaded = try SpoolConfig.load(path: path) } catch {
+        var loaded: SpoolConfig
+        do {
+            loaded = try SpoolConfig.load(path: path)
+            if let id = hostId { try loaded.setHostID(id, from: "--host-id") }
+        } catch {
             fputs("<3>semplesd: \(error)\n", stderr)
             throw ExitCode(1)
         }
@@ -39,6 +44,7 @@ struct SemplesDaemon: ParsableCommand {
             print("configuration '\(loaded.sourcePath ?? path)' is valid")
             print("spool: \(loaded.spool)")
             print("watch: \(loaded.watch.rawValue), settle \(loaded.settle) s, rescan every \(loaded.rescanInterval) s")
+            print("host: \(loaded.hostID ?? "(the host name)"), heartbeat \(loaded.heartbeat) s, executor \(loaded.executor.rawValue)")
             print("jobs: \(loaded.concurrentJobs) at a time, command \(loaded.resolvedJobCommand().joined(separator: " "))")
             return
         }

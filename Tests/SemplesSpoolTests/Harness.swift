@@ -10,6 +10,8 @@ import XCTest
 ///   exit_code=C            exit status at the end
 ///   fail_before_attempt=K  exit 1 while $SEMPLES_ATTEMPT < K
 /// SIGTERM: finishes the current item, then exits 3 (stopped at a safe point).
+/// Under a lease (SEMPLES_LEASE), checks it before each item and before result.json, and exits 75
+/// without writing once it is gone or expired. Every item written is logged in DIR/writes.txt.
 let stubJobScript = #"""
 #!/bin/sh
 manifest="$1"; out="$3"
@@ -20,6 +22,12 @@ items=$(value items); items=${items:-1}
 item_s=$(value item_s); item_s=${item_s:-0}
 code=$(value exit_code); code=${code:-0}
 fail_before=$(value fail_before_attempt); fail_before=${fail_before:-0}
+lease_ok() {
+  [ -n "$SEMPLES_LEASE" ] || return 0
+  renewed=$(stat -c %.3Y "$SEMPLES_LEASE" 2>/dev/null) || return 1
+  awk -v r="$renewed" -v n="$(date +%s.%N)" -v l="$SEMPLES_LEASE_S" 'BEGIN { exit !(n - r < l) }'
+}
+lease_lost() { echo "stub: lease lost, stopping without writing"; exit 75; }
 stop=0
 trap 'stop=1' TERM
 echo "stub: attempt ${SEMPLES_ATTEMPT:-?} job ${SEMPLES_JOB_ID:-?} threads ${SEMPLES_THREADS:-?}"
@@ -28,7 +36,9 @@ k=1
 while [ "$k" -le "$items" ]; do
   if [ ! -e "$out/item-$k.txt" ]; then
     [ "$item_s" = "0" ] || sleep "$item_s"
+    lease_ok || lease_lost
     echo "attempt ${SEMPLES_ATTEMPT:-?}" > "$out/item-$k.txt"
+    echo "$k ${SEMPLES_HOST:-?} ${SEMPLES_ATTEMPT:-?} $(date +%s.%N)" >> "$out/writes.txt"
     echo "wrote item $k"
     printf '{"done": %d, "total": %d, "rate": 1.0, "eta_s": %d, "phase": "stub"}\n' "$k" "$items" "$((items - k))" > "$out/progress.json"
   fi
@@ -38,6 +48,7 @@ done
 if [ "${SEMPLES_ATTEMPT:-1}" -lt "$fail_before" ]; then
   echo "stub: failing on purpose"; printf '{"state": "failed", "error": "stub failure"}\n' > "$out/result.json"; exit 1
 fi
+lease_ok || lease_lost
 if [ "$code" = 0 ]; then printf '{"state": "succeeded", "metrics": {"items": %d}}\n' "$items" > "$out/result.json"; fi
 exit "$code"
 """#
