@@ -36,15 +36,18 @@ public enum Sys {
 
     public static func exists(_ path: String) -> Bool { info(path) != nil }
 
+    static let direntNameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
+
     /// Names in a directory, without "." and "..".
     public static func list(_ path: String) throws -> [String] {
         guard let dir = opendir(path) else { throw fail("opendir", path) }
         defer { closedir(dir) }
         var names: [String] = []
         while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
+            // d_name is read where it lies: the kernel's record ends after the name's NUL, so
+            // copying the declared 256-byte array would read past the end of the last entry.
+            let name = String(cString: UnsafeRawPointer(entry).advanced(by: Self.direntNameOffset)
+                .assumingMemoryBound(to: CChar.self))
             if name != "." && name != ".." { names.append(name) }
         }
         return names
