@@ -67,6 +67,8 @@ public struct JobView: Codable {
     /// The host id of the daemon running or tracking it, and the Slurm job id (executor: slurm).
     public var host: String?
     public var slurmJob: String?
+    /// The Slurm job array of a sharded `cam` job's shards.
+    public var slurmArray: String?
     /// A sharded job's shards (`shards: N`), each with its own progress.
     public var shards: [ShardProgress]?
 
@@ -125,6 +127,7 @@ extension SpoolReader {
                         started: record.started.map(isoTime), finished: record.finished.map(isoTime), error: record.error)
         v.host = record.host
         v.slurmJob = record.slurmJob
+        v.slurmArray = record.slurmArray
         v.shards = shardProgress(record)
         if record.state == .running, let p = progress(record) {
             func number(_ key: String) -> Double? { (p[key] as? NSNumber)?.doubleValue }

@@ -219,6 +219,8 @@ public struct CAMJob: Job {
         let expected = ids.filter { id in dataset.labelVector(id)!.contains { $0 > 0 } }
         if let missing = expected.first(where: { !FileManager.default.fileExists(atPath: camFolder + "/\($0).npy") }) {
             let index = ids.firstIndex(of: missing)! % n
+            // The shard's record goes, so the rerun runs that shard again (its other files are skipped).
+            try? FileManager.default.removeItem(at: folder.appendingPathComponent(Self.shardRecordName(index)))
             throw ShardFailure("'\(camFolder)/\(missing).npy' is missing although shard \(index)/\(n), which makes it, finished; run the job again to make it")
         }
         context.log("merge: checking the \(expected.count) CAM files of \(n) shards")

@@ -9,9 +9,9 @@ import SemplesEngine
 ///
 /// The children stay in this process's group, so the daemon's SIGTERM (stop, cancel) and SIGKILL
 /// (after the grace period) reach every shard; a SIGTERM sent to this process alone is passed on.
-/// Threads: the job's engine threads (`--threads`, $SEMPLES_THREADS, else all cores) are divided
-/// among the shards running at once, so a sharded job uses the same share of the machine as an
-/// unsharded one.
+/// Threads: the job's engine threads T (`--threads`, $SEMPLES_THREADS, else all cores) are divided
+/// among min(N, T) shards running at once, T / min(N, T) each, so a sharded job uses the same share
+/// of the machine as an unsharded one.
 struct ShardDriver {
     let command: [String]
     let manifest: String
@@ -46,8 +46,10 @@ struct ShardDriver {
         try fm.createDirectory(at: folder.appendingPathComponent("shards"), withIntermediateDirectories: true)
         let finished = (0..<count).filter { fm.fileExists(atPath: folder.appendingPathComponent(CAMJob.shardRecordName($0)).path) }
         var pending = Array((0..<count).filter { !finished.contains($0) }.reversed())
-        let parallel = max(1, min(pending.count, Parallel.threads))
-        let threads = max(1, Parallel.threads / parallel)
+        // From the job's shard count, not the shards left: a shard gets the same threads on every
+        // attempt, and with them the same bytes (the engine's last bits depend on its thread count).
+        let threads = max(1, Parallel.threads / min(count, Parallel.threads))
+        let parallel = max(1, min(pending.count, Parallel.threads / threads))
         context.log("\(count) shards: \(finished.count) finished by an earlier run, \(pending.count) to run, \(parallel) at a time with \(threads) thread(s) each")
         context.begin("cam shards", total: count, alreadyDone: finished.count)
         let started = Date()
