@@ -57,9 +57,16 @@ struct ShardDriver {
         var running: [Int: pid_t] = [:]
         var failures: [(shard: Int, status: Int32)] = []
         var forwarded = false
-        while !pending.isEmpty || !running.isEmpty {
-            while running.count < parallel, !context.stop.isSet, let k = pending.popLast() {
-                let pid = try spawn(shard: k, threads: threads)
+        var spawnError: Error?
+        while (!pending.isEmpty && spawnError == nil) || !running.isEmpty {
+            while running.count < parallel, !context.stop.isSet, spawnError == nil, let k = pending.popLast() {
+                let pid: pid_t
+                do { pid = try spawn(shard: k, threads: threads) } catch {
+                    // Not thrown yet: the shards already running are waited for first.
+                    context.log("error: \(error)")
+                    spawnError = error
+                    break
+                }
                 running[k] = pid
                 // One thread per child blocks in waitpid(pid): no polling, no other child reaped.
                 Thread.detachNewThread {
@@ -91,6 +98,7 @@ struct ShardDriver {
             let p = context.progress
             throw JobStopped(reason: reason, done: p.done, total: p.total)
         }
+        if let error = spawnError { throw error }
         let exit = { (s: Int32) -> Int32? in s & 0x7f == 0 ? (s >> 8) & 0xff : nil }
         if let bad = failures.first(where: { exit($0.status) == 2 }) {
             throw InputError("shard \(bad.shard)/\(count) refused its manifest or inputs; \(tail(bad.shard))")
