@@ -186,9 +186,9 @@ _semples() {
 
 _semples_run() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -h --help)
+    non_repeating_flags=(--quiet --merge-shards -h --help)
     repeating_options=()
-    non_repeating_options=(--out --threads --log-file)
+    non_repeating_options=(--out --threads --log-file --shard)
     __semples_offer_flags_options 1
 
     # Offer option value completions
@@ -200,6 +200,9 @@ _semples_run() {
         return
         ;;
     '--log-file')
+        return
+        ;;
+    '--shard')
         return
         ;;
     esac

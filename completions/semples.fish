@@ -23,7 +23,7 @@ function __semples_parse_tokens -S
         __semples_parse_subcommand 0 'h/help'
         switch $unparsed_tokens[1]
         case 'run'
-            __semples_parse_subcommand 1 'out=' 'threads=' 'log-file=' 'quiet' 'h/help'
+            __semples_parse_subcommand 1 'out=' 'threads=' 'log-file=' 'quiet' 'shard=' 'merge-shards' 'h/help'
         case 'bench'
             __semples_parse_subcommand 0 'threads=' 'iterations=' 'rounds=' 'only=' 'cam-images=' 'python=' 'no-torch' 'json' 'h/help'
         case 'make-dataset'
@@ -133,6 +133,8 @@ complete -c 'semples' -n '__semples_should_offer_completions_for_flags_or_option
 complete -c 'semples' -n '__semples_should_offer_completions_for_flags_or_options "semples run" threads' -l 'threads' -d 'Engine threads (default: all cores, or $SEMPLES_THREADS).' -rfka ''
 complete -c 'semples' -n '__semples_should_offer_completions_for_flags_or_options "semples run" log-file' -l 'log-file' -d 'Log file; \'-\' for none (default: OUT/log.txt).' -rfka ''
 complete -c 'semples' -n '__semples_should_offer_completions_for_flags_or_options "semples run" quiet' -l 'quiet' -d 'Do not echo log lines and progress to the terminal.'
+complete -c 'semples' -n '__semples_should_offer_completions_for_flags_or_options "semples run" shard' -l 'shard' -d 'Run only shard K of a manifest with \'shards: N\' (K/N, 0 ≤ K < N).' -rfka ''
+complete -c 'semples' -n '__semples_should_offer_completions_for_flags_or_options "semples run" merge-shards' -l 'merge-shards' -d 'Check the finished shards of a sharded \'cam\' job and write result.json.'
 complete -c 'semples' -n '__semples_should_offer_completions_for_flags_or_options "semples run" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'semples' -n '__semples_should_offer_completions_for_flags_or_options "semples bench" threads' -l 'threads' -d 'Threads for both engines (default: all cores).' -rfka ''
 complete -c 'semples' -n '__semples_should_offer_completions_for_flags_or_options "semples bench" iterations' -l 'iterations' -d 'Timed iterations per figure.' -rfka ''

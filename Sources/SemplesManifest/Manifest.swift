@@ -66,6 +66,10 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var camType: DataSetKind?
     public var limit: Int?
     public var seed: Int
+    /// `shards`: the image list split into this many parts, each run as its own process (local) or
+    /// array task (Slurm) writing into the same outbox; 1: not sharded. `job: cam` and the CAM step
+    /// of `job: pipeline` only.
+    public var shards: Int = 1
     /// The keys of `job: weaktr` (nil for other jobs).
     public var weaktr: WeakTrManifest? = nil
     /// The keys of `job: train` and `job: pipeline` (nil for other jobs).
@@ -233,6 +237,7 @@ private let keySpecs: [String: KeySpec] = [
     "stage_b": KeySpec(jobs: [.pipeline]),
     "stage_c": KeySpec(jobs: [.pipeline]),
     "seed": KeySpec(jobs: allJobs),
+    "shards": KeySpec(jobs: [.cam, .pipeline]),
     // Read by the daemon, not the job: Slurm resources (semplesd's `executor: slurm`).
     "resources": KeySpec(jobs: allJobs),
 ]
@@ -265,6 +270,9 @@ private struct KeyReader {
                 throw fail(key, "unknown key\(hint)")
             }
             guard spec.jobs.contains(job) else {
+                if key == "shards" {
+                    throw fail(key, "not used by '\(jobName)' jobs; only 'cam' jobs and the CAM step of 'pipeline' jobs run sharded")
+                }
                 throw fail(key, "not used by '\(jobName)' jobs")
             }
         }
@@ -299,6 +307,7 @@ private struct KeyReader {
             curve: true, start: 40, t: nil, crf: false, camType: nil,
             limit: try int("limit", range: 1...Int.max), seed: try int("seed", range: 0...Int(Int32.max)) ?? 504)
 
+        m.shards = try int("shards", range: 1...1024) ?? 1
         switch job {
         case .cam:
             guard let resume = try path("resume", directory: false) else {

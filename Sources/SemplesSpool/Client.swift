@@ -67,6 +67,26 @@ public struct JobView: Codable {
     /// The host id of the daemon running or tracking it, and the Slurm job id (executor: slurm).
     public var host: String?
     public var slurmJob: String?
+    /// The Slurm job array of a sharded `cam` job's shards.
+    public var slurmArray: String?
+    /// A sharded job's shards (`shards: N`), each with its own progress.
+    public var shards: [ShardProgress]?
+
+    /// One shard of a sharded job: images done of its total, and whether it has finished.
+    public struct ShardProgress: Codable, Equatable {
+        public var shard: Int
+        public var done: Int
+        public var total: Int?
+        public var finished: Bool
+    }
+
+    /// "shards 1/3 finished, 40/61 images".
+    public var shardText: String? {
+        guard let list = shards, !list.isEmpty else { return nil }
+        let done = list.reduce(0) { $0 + $1.done }, total = list.compactMap(\.total).reduce(0, +)
+        let finished = list.filter(\.finished).count
+        return "shards \(finished)/\(list.count) finished" + (total > 0 ? ", \(done)/\(total) images" : "")
+    }
 
     public struct Progress: Codable {
         public var done: Double?
@@ -107,6 +127,8 @@ extension SpoolReader {
                         started: record.started.map(isoTime), finished: record.finished.map(isoTime), error: record.error)
         v.host = record.host
         v.slurmJob = record.slurmJob
+        v.slurmArray = record.slurmArray
+        v.shards = shardProgress(record)
         if record.state == .running, let p = progress(record) {
             func number(_ key: String) -> Double? { (p[key] as? NSNumber)?.doubleValue }
             v.progress = JobView.Progress(done: number("done"), total: number("total"), rate: number("rate"),

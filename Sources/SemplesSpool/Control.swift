@@ -72,6 +72,32 @@ public struct SpoolReader {
         return object
     }
 
+    /// The shards of a sharded job (`shards: N`): `shards/K.progress.json` and `shards/K.json` (done)
+    /// in its outbox, or in `cam/` for a pipeline's CAM step; nil for a job without shards.
+    public func shardProgress(_ record: JobRecord) -> [JobView.ShardProgress]? {
+        let outbox = layout.outbox + "/" + record.outbox
+        guard let count = shardCount(record) else { return nil }
+        let folder = (Sys.info(outbox + "/cam/shards")?.isDirectory == true ? outbox + "/cam" : outbox) + "/shards"
+        func object(_ path: String) -> [String: Any]? {
+            guard let bytes = try? Sys.read(path, limit: 1 << 20) else { return nil }
+            return (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any]
+        }
+        return (0..<count).map { k in
+            let progress = object(folder + "/\(k).progress.json")
+            let record = object(folder + "/\(k).json")
+            let total = (record?["images"] as? NSNumber)?.intValue ?? (progress?["total"] as? NSNumber)?.intValue
+            let done = record != nil ? (total ?? 0) : (progress?["done"] as? NSNumber)?.intValue ?? 0
+            return JobView.ShardProgress(shard: k, done: done, total: total, finished: record != nil)
+        }
+    }
+
+    /// `shards:` of a job's manifest when above 1.
+    func shardCount(_ record: JobRecord) -> Int? {
+        guard let bytes = try? Sys.read(layout.state + "/" + record.manifest, limit: 1 << 20),
+              let n = ManifestShards.count(bytes), n > 1 else { return nil }
+        return n
+    }
+
     /// Why a non-terminal job is where it is, in words.
     public func reason(for record: JobRecord, live: [DaemonStatus], now: Double = Sys.now()) -> String {
         switch record.state {

@@ -50,6 +50,8 @@ public final class Daemon {
         /// The Slurm job of this attempt (executor: slurm; pid is then 0), and its last state seen.
         var slurmJob: String?
         var slurmState: String?
+        /// The shard array of a sharded `cam` job; slurmJob is then its merge job.
+        var slurmArray: String?
         var isSlurm: Bool { pid == 0 }
         init(id: String, pid: pid_t, ticket: String, logName: String, attempt: Int) {
             self.id = id; self.pid = pid; self.ticket = ticket; self.logName = logName; self.attempt = attempt

@@ -81,6 +81,7 @@ extension Daemon {
                 let mine = ["SEMPLES_JOB_ID=\(record.id)", "SEMPLES_ATTEMPT=\(attempt)", "SEMPLES_HOST=\(host)"]
                     + (config.engineThreads > 0 ? ["SEMPLES_THREADS=\(config.engineThreads)"] : [])
                 record.slurmJob = nil
+                record.slurmArray = nil
                 try submitToSlurm(record, ticket: ticket, attempt: attempt, logName: logName, arguments: arguments, environment: mine)
                 return
             }

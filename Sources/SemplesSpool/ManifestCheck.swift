@@ -128,3 +128,20 @@ public enum ManifestCheck {
         return i
     }
 }
+
+/// The `job:` and `shards:` keys of an accepted manifest, read without validating it again: how
+/// the daemon and the status commands learn that a job runs sharded.
+public enum ManifestShards {
+    /// (job kind, shards) of a manifest's bytes; shards 1 when the key is absent.
+    public static func read(_ bytes: [UInt8]) -> (job: String, shards: Int)? {
+        guard let text = String(validating: bytes, as: UTF8.self),
+              let map = (try? Yams.load(yaml: text)) as? [String: Any], let job = map["job"] as? String else { return nil }
+        return (job, map["shards"] as? Int ?? 1)
+    }
+
+    /// `shards:` of a `cam` or `pipeline` manifest; nil for other jobs.
+    public static func count(_ bytes: [UInt8]) -> Int? {
+        guard let (job, shards) = read(bytes), job == "cam" || job == "pipeline" else { return nil }
+        return shards
+    }
+}

@@ -16,6 +16,15 @@ import Yams
 // and saved again with the id after it. A daemon that starts up (or takes a silent host's job
 // over) re-attaches to the recorded id; if it died between sbatch and the second save, it finds
 // the job by its name in squeue. A stopping daemon leaves its Slurm jobs running.
+//
+// A sharded `cam` job (`shards: N`) is two Slurm jobs per attempt: a job array `semples-ID-aN-shards`
+// with one task per unfinished shard (`--array=0,2,…`; a shard is finished when OUTBOX/shards/K.json
+// exists), each running `JOB_COMMAND MANIFEST --out OUTBOX --shard K/N` into log-shard-K.txt, and the
+// merge job `semples-ID-aN` (`--merge-shards`, `--dependency=afterok:ARRAY --kill-on-invalid-dep=yes`),
+// which checks every file and writes result.json. The daemon tracks the merge job as it tracks any
+// attempt. When a shard fails, Slurm cancels the merge job for its dependency; the attempt then counts
+// as failed under the retry policy, and the next attempt's array holds only the shards not finished
+// (the files they wrote are kept and skipped).
 
 /// A Slurm command that failed: which, its exit status and what it printed.
 public struct SlurmError: Error, CustomStringConvertible {
@@ -113,6 +122,30 @@ extension Daemon {
 
     static func slurmJobName(id: String, attempt: Int) -> String { "semples-\(id)-a\(attempt)" }
     static func slurmExitFile(attempt: Int) -> String { ".slurm-exit-\(attempt)" }
+    static func slurmShardExitFile(attempt: Int, shard: String) -> String { ".slurm-exit-\(attempt)-shard-\(shard)" }
+
+    /// The batch script of a sharded job's array: shard $SLURM_ARRAY_TASK_ID of `count`, then its exit status.
+    func slurmShardScript(_ record: JobRecord, attempt: Int, count: Int, arguments: [String], environment: [String]) -> String {
+        let exitFile = outboxPath(record) + "/" + Self.slurmShardExitFile(attempt: attempt, shard: "")
+        return """
+        #!/bin/sh
+        # semplesd on host '\(host)': job \(record.id), attempt \(attempt), shard array of \(count), written \(isoTime(Sys.now())).
+        # Runs shard $SLURM_ARRAY_TASK_ID of the job, then leaves its exit status where the daemon looks for it.
+        \(environment.map { "export " + shellWord($0) }.joined(separator: "\n"))
+        k="$SLURM_ARRAY_TASK_ID"
+        \(arguments.map(shellWord).joined(separator: " ")) --shard "$k/\(count)"
+        status=$?
+        printf '%s\\n' "$status" > \(shellWord(exitFile))"$k.tmp" && mv -f \(shellWord(exitFile))"$k.tmp" \(shellWord(exitFile))"$k"
+        exit "$status"
+
+        """
+    }
+
+    /// The shards of a sharded job without a record (`shards/K.json`) in its outbox.
+    func unfinishedShards(_ record: JobRecord, count: Int) -> [Int] {
+        let folder = outboxPath(record) + "/shards/"
+        return (0..<count).filter { !Sys.exists(folder + "\($0).json") }
+    }
 
     /// The batch script of one attempt: the job command, then its exit status written atomically.
     func slurmScript(_ record: JobRecord, attempt: Int, arguments: [String], environment: [String]) -> String {
@@ -147,14 +180,39 @@ extension Daemon {
         Sys.remove(outbox + "/" + Self.slurmExitFile(attempt: attempt))
         try store.save(record)   // attempt N, no Slurm id yet: a restart looks the job up by its name
         crashPoint("slurm-submit")
-        let options = ["--job-name=" + name, "--output=" + (outbox + "/" + logName).replacingOccurrences(of: "%", with: "%%"),
+        var options = ["--job-name=" + name, "--output=" + (outbox + "/" + logName).replacingOccurrences(of: "%", with: "%%"),
                        "--open-mode=append", "--chdir=" + outbox, "--requeue"] + resources.sbatchArguments + config.slurm.sbatchOptions
+        if let (job, count) = ManifestShards.read(manifestBytes), job == "cam", count > 1 {
+            // Sharded: the array of unfinished shards first, then the merge (this attempt's tracked job) after it.
+            let todo = unfinishedShards(record, count: count)
+            if !todo.isEmpty {
+                let arrayName = name + "-shards"
+                let arrayScript = slurmFolder + "/" + arrayName + ".sh"
+                try Sys.writeAtomically(slurmShardScript(record, attempt: attempt, count: count, arguments: arguments, environment: env),
+                                        to: arrayScript, mode: 0o755)
+                try Sys.makeDirectories(outbox + "/shards", mode: 0o775)
+                let arrayOptions = ["--job-name=" + arrayName, "--array=" + todo.map(String.init).joined(separator: ","),
+                                    "--output=" + (outbox.replacingOccurrences(of: "%", with: "%%") + "/log-shard-%a.txt"),
+                                    "--open-mode=append", "--chdir=" + outbox, "--requeue"] + resources.sbatchArguments + config.slurm.sbatchOptions
+                let arrayID = try client.submit(script: arrayScript, options: arrayOptions)
+                record.slurmArray = arrayID
+                try store.save(record)
+                options += ["--dependency=afterok:" + arrayID, "--kill-on-invalid-dep=yes"]
+                store.appendJournal(JournalEntry(time: Sys.now(), id: record.id, state: "running",
+                                                 reason: "attempt \(attempt): shards \(todo.map(String.init).joined(separator: ",")) of \(count) submitted to Slurm as array \(arrayID), logs log-shard-K.txt",
+                                                 host: host, pid: pid, attempt: attempt))
+                log.info("job \(record.id) ('\(record.name)'), attempt \(attempt): \(todo.count) of \(count) shards submitted as Slurm array \(arrayID)")
+            }
+            try Sys.writeAtomically(slurmScript(record, attempt: attempt, arguments: arguments + ["--merge-shards"], environment: env),
+                                    to: script, mode: 0o755)
+        }
         let slurmID = try client.submit(script: script, options: options)
         crashPoint("slurm-submitted")
         record.slurmJob = slurmID
         record.reason = "submitted to Slurm as job \(slurmID)"
         try store.save(record)
         attach(record, ticket: ticket, slurmJob: slurmID, attempt: attempt)
+        active[record.id]?.slurmArray = record.slurmArray
         store.appendJournal(JournalEntry(time: Sys.now(), id: record.id, state: "running",
                                          reason: "attempt \(attempt) submitted to Slurm as job \(slurmID) (\(([name] + resources.sbatchArguments).joined(separator: " "))), log \(logName)",
                                          host: host, pid: pid, attempt: attempt, slurmJob: slurmID))
@@ -183,6 +241,7 @@ extension Daemon {
         }
         if record.slurmJob != slurmID, let id = slurmID { record.slurmJob = id; try? store.save(record) }
         attach(record, ticket: ticket, slurmJob: slurmID, attempt: record.attempts)
+        active[record.id]?.slurmArray = record.slurmArray
         store.appendJournal(JournalEntry(time: Sys.now(), id: record.id, state: "re-attached",
                                          reason: "Slurm job \(slurmID ?? "(finished)") of attempt \(record.attempts), left by \(previous)",
                                          host: host, pid: pid, attempt: record.attempts, slurmJob: slurmID))
@@ -226,6 +285,14 @@ extension Daemon {
         let detail = state.map { "Slurm job \(slurmID) ended \($0)" + ((info?["Reason"]).map { $0 == "None" ? "" : " (\($0))" } ?? "") }
             ?? "Slurm job \(slurmID) left the queue"
         log.info("job \(job.id) attempt \(job.attempt): \(detail), exit status \(code.map(String.init) ?? "unknown")")
+        if code == nil, record.slurmArray != nil, !job.cancelling, !Sys.exists(layout.cancels + "/" + job.id),
+           let count = (try? Sys.read(layout.state + "/" + record.manifest, limit: config.maxManifestBytes)).flatMap(ManifestShards.count),
+           case let failed = unfinishedShards(record, count: count), !failed.isEmpty {
+            // The merge never ran: a shard failed, and Slurm cancelled the merge for its dependency.
+            guard holdsLease(ticket: job.ticket) else { leaseLost(job); return }
+            shardsFailed(record, job: job, failed: failed, count: count)
+            return
+        }
         if state?.hasPrefix("CANCELLED") == true && !job.cancelling && !Sys.exists(layout.cancels + "/" + job.id) {
             guard holdsLease(ticket: job.ticket) else { leaseLost(job); return }
             let child = takeChildResult(outboxPath(record), attempt: job.attempt)
@@ -244,10 +311,34 @@ extension Daemon {
         }
     }
 
+    /// A sharded attempt whose array did not finish every shard: failed under the retry policy
+    /// (the next attempt runs only the unfinished shards), or for good when a shard refused its manifest.
+    func shardsFailed(_ record: JobRecord, job: Active, failed: [Int], count: Int) {
+        let outbox = outboxPath(record)
+        let codes = failed.map { k -> String in
+            let code = (try? Sys.readString(outbox + "/" + Self.slurmShardExitFile(attempt: job.attempt, shard: String(k)), limit: 64))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            return "\(k) (" + (code.map { "exit status \($0)" } ?? "no exit status") + ")"
+        }
+        let error = "\(failed.count) of \(count) shards did not finish in Slurm array \(record.slurmArray ?? "?"): "
+            + codes.joined(separator: ", ") + "; the merge job was not run; shard \(failed[0]): "
+            + logTail(outbox + "/log-shard-\(failed[0]).txt")
+        let refused = failed.contains { k in
+            (try? Sys.readString(outbox + "/" + Self.slurmShardExitFile(attempt: job.attempt, shard: String(k)), limit: 64))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) == String(JobExit.badManifest)
+        }
+        if refused {
+            finalize(record, ticket: job.ticket, state: .failed, reason: "a shard refused its manifest (not retried)", error: error, child: [:])
+        } else {
+            settleFailure(record, ticket: job.ticket, error: error, exitCode: nil, signal: nil, child: [:], logName: job.logName)
+        }
+    }
+
     /// `semples cancel` of a job in Slurm: scancel, recorded when Slurm reports the end.
     func cancelSlurm(_ job: Active) {
         job.cancelling = true
         guard let slurmID = job.slurmJob, let client = slurmClient else { return }
+        if let array = job.slurmArray { try? client.cancel(array) }
         do { try client.cancel(slurmID) } catch { log.warning("cannot cancel Slurm job \(slurmID) of job \(job.id): \(error), retrying"); job.cancelling = false; return }
         journal(job.id, "cancelling", "scancel \(slurmID)", attempt: job.attempt)
         log.notice("cancelling job \(job.id): scancel \(slurmID)")

@@ -94,8 +94,10 @@ public struct JobRecord: Codable, Equatable {
     public var size: Int?
     /// The inode the file had in incoming/ (a rename keeps it), so `submit` can find its job.
     public var inode: UInt64?
-    /// The Slurm job id of the current or last attempt (executor: slurm).
+    /// The Slurm job id of the current or last attempt (executor: slurm); for a sharded `cam` job,
+    /// its merge job, which runs once every task of the shard array `slurmArray` succeeded.
     public var slurmJob: String?
+    public var slurmArray: String?
 
     public init(id: String, name: String, outbox: String, manifest: String, state: JobState, submitted: Double) {
         self.id = id; self.name = name; self.outbox = outbox; self.manifest = manifest

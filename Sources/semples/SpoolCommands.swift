@@ -174,6 +174,7 @@ struct StatusCommand: ParsableCommand {
                 if v.state == "running" {
                     detail = "attempt \(v.attempts)" + (v.slurmJob.map { ", Slurm job \($0)" } ?? "")
                         + (v.progress.map { ", " + $0.text } ?? ", no progress reported yet")
+                        + (v.shardText.map { "; " + $0 } ?? "")
                 } else if v.state == "failed", let e = v.error { detail = v.reason + ": " + String(e.prefix(120)) }
                 print(pad(v.id, idWidth) + "  " + pad(v.state, 9) + "  " + pad(v.name, nameWidth) + "  " + detail)
             }
@@ -210,6 +211,9 @@ struct ShowCommand: ParsableCommand {
             print("job \(record.id): '\(record.name)'")
             print("state:     \(view.state) — \(view.reason)")
             if let p = view.progress { print("progress:  \(p.text)") }
+            if let s = view.shardText {
+                print("shards:    \(s): " + (view.shards ?? []).map { "\($0.shard) \($0.finished ? "done" : "\($0.done)/\($0.total.map(String.init) ?? "?")")" }.joined(separator: ", "))
+            }
             print("attempts:  \(record.attempts)")
             if let h = record.host { print("host:      \(h)") }
             if let s = record.slurmJob { print("slurm job: \(s)") }

@@ -71,6 +71,20 @@ final class ManifestTests: XCTestCase {
         assertRejected("job: [unclosed\n", key: nil, contains: "not valid YAML")
     }
 
+    /// `shards`: an integer 1…1024, for `cam` (and the CAM step of `pipeline`) only; default 1.
+    func testShardsKey() throws {
+        let base = "job: cam\nresume: model.pth\ndata_path: data\nimg_list: data/train_id.txt\n"
+        XCTAssertEqual(try Manifest.load(path: write(base)).shards, 1)
+        XCTAssertEqual(try Manifest.load(path: write(base + "shards: 8\n")).shards, 8)
+        XCTAssertEqual(try Manifest.load(path: write(base + "shards: 1024\n")).shards, 1024)
+        assertRejected(base + "shards: 0\n", key: "shards", contains: "out of range 1…1024")
+        assertRejected(base + "shards: 1025\n", key: "shards", contains: "out of range 1…1024")
+        assertRejected(base + "shards: 2.5\n", key: "shards", contains: "expected an integer")
+        assertRejected(base + "shards: four\n", key: "shards", contains: "expected an integer")
+        assertRejected("job: evaluate\npredict_dir: data/cams\nshards: 2\ndata_path: data\nimg_list: data/train_id.txt\n",
+                       key: "shards", contains: "only 'cam' jobs and the CAM step of 'pipeline' jobs run sharded")
+    }
+
     func testEditDistance() {
         XCTAssertEqual(editDistance("scales", "scale"), 1)
         XCTAssertEqual(editDistance("kitten", "sitting"), 3)

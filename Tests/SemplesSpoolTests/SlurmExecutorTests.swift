@@ -3,19 +3,21 @@ import Glibc
 import XCTest
 @testable import SemplesSpool
 
+/// Skips unless Slurm answers here with a node that can take jobs.
+func requireSlurmCluster() throws {
+    guard let sinfo = Sys.findExecutable("sinfo") else {
+        throw XCTSkip("Slurm is not installed here: scripts/setup-slurm.sh installs and starts a one-node cluster (make test runs it)")
+    }
+    let (status, output) = Sys.runCapturing([sinfo, "--noheader", "--Node", "--format=%t"])
+    let states = output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+    guard status == 0, states.contains(where: { ["idle", "mix", "alloc", "comp"].contains($0) }) else {
+        throw XCTSkip("Slurm does not answer with a usable node (sinfo exit \(status): '\(output.prefix(200))'); run scripts/setup-slurm.sh")
+    }
+}
+
 /// The Slurm executor against a real one-node Slurm (scripts/setup-slurm.sh, run by `make test`).
 final class SlurmExecutorTests: XCTestCase {
-    /// Skips unless Slurm answers here with a node that can take jobs.
-    func requireSlurm() throws {
-        guard let sinfo = Sys.findExecutable("sinfo") else {
-            throw XCTSkip("Slurm is not installed here: scripts/setup-slurm.sh installs and starts a one-node cluster (make test runs it)")
-        }
-        let (status, output) = Sys.runCapturing([sinfo, "--noheader", "--Node", "--format=%t"])
-        let states = output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-        guard status == 0, states.contains(where: { ["idle", "mix", "alloc", "comp"].contains($0) }) else {
-            throw XCTSkip("Slurm does not answer with a usable node (sinfo exit \(status): '\(output.prefix(200))'); run scripts/setup-slurm.sh")
-        }
-    }
+    func requireSlurm() throws { try requireSlurmCluster() }
 
     func evaluateManifest(_ h: SpoolHarness, _ behaviour: String) -> String {
         "job: evaluate\nname: \"\(behaviour)\"\ndata_path: \(h.root)/data\nimg_list: \(h.root)/data/train.txt\npredict_dir: \(h.root)/data/pred\nresources: {cpus: 1, time: \"10:00\"}\n"

@@ -16,10 +16,14 @@ public final class JobContext: @unchecked Sendable {
     private var lastProgressWrite = Date.distantPast
     private var lastTerminalWrite = Date.distantPast
     private let terminal: Bool
+    /// The progress file, relative to the output folder (a shard's is `shards/K.progress.json`).
+    public let progressName: String
 
     /// logFile: nil writes `log.txt` in the output folder; "-" writes no log file.
-    public init(outputFolder: URL, logFile: String? = nil, echo: Bool = true, stop: StopFlag = .shared) throws {
+    public init(outputFolder: URL, logFile: String? = nil, echo: Bool = true, stop: StopFlag = .shared,
+                progressName: String = "progress.json") throws {
         self.outputFolder = outputFolder
+        self.progressName = progressName
         self.stop = stop
         self.echo = echo
         terminal = isatty(STDERR_FILENO) != 0
@@ -105,7 +109,7 @@ public final class JobContext: @unchecked Sendable {
         guard due else { return }
         let p = progress
         if let data = try? JSONCoding.encoder.encode(p) {
-            try? AtomicFile.write(data, to: outputFolder.appendingPathComponent("progress.json").path)
+            try? AtomicFile.write(data, to: outputFolder.appendingPathComponent(progressName).path)
         }
         if echo && terminal {
             let eta = p.etaSeconds.map { " ETA " + formatDuration($0) } ?? ""

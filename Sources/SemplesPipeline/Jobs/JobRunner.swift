@@ -42,11 +42,21 @@ public enum RunExitCode: Int32 {
 
 /// Runs one manifest into one output folder, the way both the CLI and the daemon run jobs.
 public enum JobRunner {
+    ///
+    /// `part`: `.shard(K, N)` runs one shard of a sharded CAM job (or of a pipeline's CAM step) and
+    /// writes `shards/K.json`, its progress in `shards/K.progress.json` and no `result.json`;
+    /// `.merge` checks a sharded job's shards and files and writes `result.json`.
+    /// `shardCommand`: how a sharded job starts its shard processes (default: this executable's `run`).
     public static func run(manifestPath: String, outputFolder: String, logFile: String? = nil,
-                           threads: Int? = nil, echo: Bool = true) -> RunExitCode {
+                           threads: Int? = nil, echo: Bool = true, part: CAMPart = .all,
+                           shardCommand: [String]? = nil) -> RunExitCode {
         let started = Date()
         let out = URL(fileURLWithPath: outputFolder).standardizedFileURL
         let resultPath = out.appendingPathComponent("result.json").path
+        if case let .shard(index, count) = part {
+            return runShard(manifestPath: manifestPath, out: out, logFile: logFile, threads: threads, echo: echo,
+                            index: index, count: count)
+        }
         let context: JobContext
         do {
             context = try JobContext(outputFolder: out, logFile: logFile, echo: echo)
@@ -85,7 +95,7 @@ public enum JobRunner {
             if !FileManager.default.fileExists(atPath: copy.path) {
                 try AtomicFile.write(try Data(contentsOf: URL(fileURLWithPath: manifestPath)), to: copy.path)
             }
-            let job = try makeJob(manifest)
+            let job = try makeJob(manifest, part: part, manifestPath: manifestPath, out: out.path, shardCommand: shardCommand)
             let outcome = try job.run(in: context)
             context.log("succeeded in \(formatDuration(Date().timeIntervalSince(started)))")
             finish("succeeded", job: manifest.job.rawValue, outcome: outcome)
@@ -108,13 +118,77 @@ public enum JobRunner {
         }
     }
 
-    static func makeJob(_ manifest: Manifest) throws -> Job {
+    static func makeJob(_ manifest: Manifest, part: CAMPart = .all, manifestPath: String = "", out: String = "",
+                        shardCommand: [String]? = nil) throws -> Job {
+        if part == .merge && manifest.job != .cam {
+            throw ManifestError(file: manifest.file, key: "job", "'--merge-shards' is for 'cam' jobs, not '\(manifest.job.rawValue)'")
+        }
         switch manifest.job {
-        case .cam: return try CAMJob(manifest: manifest)
+        case .cam:
+            var job = try CAMJob(manifest: manifest, part: part, shardCommand: shardCommand)
+            job.shardInvocation = (manifestPath, out)
+            return job
         case .evaluate: return try EvaluateJob(manifest: manifest)
         case .weaktr: return try WeakTrJob(manifest: manifest)
         case .train: return try StageJob(manifest: manifest)
-        case .pipeline: return try PipelineJob(manifest: manifest)
+        case .pipeline:
+            var job = try PipelineJob(manifest: manifest)
+            job.shardInvocation = (manifestPath, out)
+            job.shardCommand = shardCommand
+            return job
+        }
+    }
+
+    /// One shard of a sharded CAM job: its files into the job's folder (a pipeline's: `cam/`), its
+    /// record `shards/K.json`; no result.json, no manifest copy (the job's own process writes those).
+    static func runShard(manifestPath: String, out: URL, logFile: String?, threads: Int?, echo: Bool,
+                         index: Int, count: Int) -> RunExitCode {
+        let manifest: Manifest
+        do { manifest = try Manifest.load(path: manifestPath) } catch {
+            FileHandle.standardError.write(Data("semples: invalid manifest: \(error)\n".utf8))
+            return .badManifest
+        }
+        guard manifest.job == .cam || manifest.job == .pipeline, manifest.shards == count, (0..<count).contains(index) else {
+            FileHandle.standardError.write(Data("semples: '--shard \(index)/\(count)' does not fit '\(manifestPath)' ('job: \(manifest.job.rawValue)', 'shards: \(manifest.shards)'); shards are K/N with N the manifest's 'shards' and 0 ≤ K < N\n".utf8))
+            return .badManifest
+        }
+        var camManifest = manifest
+        var folder = out
+        if manifest.job == .pipeline {
+            folder = out.appendingPathComponent("cam")
+            do { camManifest = try PipelineJob(manifest: manifest).stepManifest("cam", in: out) } catch {
+                FileHandle.standardError.write(Data("semples: \(error)\n".utf8))
+                return .badManifest
+            }
+        }
+        let context: JobContext
+        do {
+            try FileManager.default.createDirectory(at: folder.appendingPathComponent("shards"), withIntermediateDirectories: true)
+            context = try JobContext(outputFolder: folder,
+                                     logFile: logFile ?? folder.appendingPathComponent("log-shard-\(index).txt").path,
+                                     echo: echo, progressName: "shards/\(index).progress.json")
+        } catch {
+            FileHandle.standardError.write(Data("semples: cannot use output folder '\(folder.path)': \(error)\n".utf8))
+            return .failed
+        }
+        if let threads { Parallel.configure(threads: threads) }
+        context.log("shard \(index)/\(count) of '\(manifestPath)' into '\(folder.path)' (\(Parallel.threads) threads)")
+        do {
+            _ = try CAMJob(manifest: camManifest, part: .shard(index: index, count: count)).run(in: context)
+            context.log("shard \(index)/\(count) succeeded")
+            return .succeeded
+        } catch let stopped as JobStopped {
+            context.log(stopped.description)
+            return .stopped
+        } catch let bad as ManifestError {
+            context.log("error: \(bad)")
+            return .badManifest
+        } catch let input as InputError {
+            context.log("error: \(input)")
+            return .badManifest
+        } catch {
+            context.log("error: \(error)")
+            return .failed
         }
     }
 }

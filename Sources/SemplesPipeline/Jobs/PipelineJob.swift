@@ -10,6 +10,10 @@ import SemplesManifest
 /// skips finished steps and resumes the interrupted one from its own checkpoint.
 public struct PipelineJob: Job {
     public let manifest: Manifest
+    /// The pipeline's manifest file and `--out` folder, given to the shard processes of a sharded
+    /// CAM step (`shards: N`), and how to start them (nil: this executable's `run`).
+    public var shardInvocation: (manifest: String, out: String)?
+    public var shardCommand: [String]?
 
     public static let steps = ["a", "b", "c", "cam", "evaluate"]
 
@@ -75,7 +79,11 @@ public struct PipelineJob: Job {
             let job: Job
             switch step {
             case "a", "b", "c": job = try StageJob(manifest: m)
-            case "cam": job = try CAMJob(manifest: m)
+            case "cam":
+                // Sharded: the shard processes run inside this job (locally, or within its Slurm allocation).
+                var cam = try CAMJob(manifest: m, shardCommand: shardCommand)
+                cam.shardInvocation = shardInvocation
+                job = cam
             default: job = try EvaluateJob(manifest: m)
             }
             let outcome = try job.run(in: sub)
