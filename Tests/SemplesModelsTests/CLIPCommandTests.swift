@@ -23,10 +23,12 @@ final class CLIPCommandTests: XCTestCase {
 
     /// The built `semples` executable, or a skip when it has not been built.
     func binary() throws -> String {
-        for configuration in ["debug", "release"] {
-            let path = CLIPTestPaths.repositoryRoot.appendingPathComponent(".build/\(configuration)/semples").path
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        // Beside the test bundle first (any build folder: .build, .build-asan, …), then the usual ones.
+        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+        let candidates = [bundle + "/semples"] + ["debug", "release"].map {
+            CLIPTestPaths.repositoryRoot.appendingPathComponent(".build/\($0)/semples").path
         }
+        for path in candidates where FileManager.default.isExecutableFile(atPath: path) { return path }
         throw XCTSkip("the semples executable is not built")
     }
 

@@ -195,7 +195,10 @@ final class DocsTests: XCTestCase {
     /// The committed completions are exactly what the built binaries generate (scripts/make-docs.sh
     /// writes them with `--generate-completion-script`): nothing is kept by hand.
     func testCompletionsAreGeneratedByTheBinaries() throws {
-        let build = Self.root.appendingPathComponent(".build/debug").path
+        // The binaries beside the test bundle (any build folder), else the repository's debug build.
+        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+        let build = FileManager.default.isExecutableFile(atPath: bundle + "/semples")
+            ? bundle : Self.root.appendingPathComponent(".build/debug").path
         for bin in ["semples", "semplesd"] {
             let executable = build + "/" + bin
             guard FileManager.default.isExecutableFile(atPath: executable) else {
