@@ -77,7 +77,7 @@ public struct WeakTrJob: Job {
 
         let config = Self.config(m)
         let settings = Self.settings(m)
-        let model = TrainableWeakTr(config: config, dropPathRate: Float(w.dropPath))
+        let model = WeakTr(config: config, dropPathRate: Float(w.dropPath))
         let loader = TrainingBatchLoader(imagePaths: ids.map { train.imagePath($0) },
                                          labels: ids.map { train.labelVector($0)! }, batchSize: w.batchSize,
                                          transform: try Self.augmentation(w, file: m.file), seed: UInt64(m.seed))
@@ -166,7 +166,7 @@ public struct WeakTrJob: Job {
     }
 
     /// From scratch (spec §2.1.1) or from DeiT ImageNet weights (`finetune`, spec §4.3).
-    static func initialise(_ model: TrainableWeakTr, manifest m: Manifest, context: JobContext) throws {
+    static func initialise(_ model: WeakTr, manifest m: Manifest, context: JobContext) throws {
         var dict: [String: Tensor] = [:]
         for (name, t) in WeakTrInitializer.stateDict(config: model.config, seed: UInt64(m.seed)) { dict[name] = t }
         if let path = m.weaktr!.finetune {
@@ -180,9 +180,9 @@ public struct WeakTrJob: Job {
     }
 
     /// CAMs at the evaluation scales (with flips) on the current weights, then the greedy sweep.
-    static func evaluate(model: TrainableWeakTr, dataset: SegmentationDataset, ids: [String], scales: [Double],
+    static func evaluate(model: WeakTr, dataset: SegmentationDataset, ids: [String], scales: [Double],
                          start: Int, context: JobContext) throws -> EvaluationMetrics {
-        let generator = CAMGenerator(model: try model.evaluationModel(), scales: scales)
+        let generator = CAMGenerator(model: model, scales: scales)
         let labelSet: LabelSet = dataset.kind == .voc12 ? .voc : .coco
         var evaluator = try CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: 60))
         let started = Date()

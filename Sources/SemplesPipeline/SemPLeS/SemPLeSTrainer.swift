@@ -137,8 +137,9 @@ public final class SemPLeSTrainer {
         self.classCount = classCount
         imageSize = clip.config.imageResolution
         startStateDict = weakTrStateDict
+        // Stages (a) and (c) train the model's head and AAF in place (spec §3.5).
         let model = try WeakTr(stateDict: weakTrStateDict, classCount: classCount, reduction: reduction, pooling: pooling,
-                               source: path)
+                               source: path, gradients: settings.stage != .b)
         keyOrder = model.config.expectedShapes.map { $0.0 }
         let hypers = settings.hypers.map { Float($0) }
         let lr = settings.schedule.learningRate(forEpoch: 0)
@@ -159,13 +160,12 @@ public final class SemPLeSTrainer {
                 normaliseRows(features.view)
                 refine = features
             }
-            let head = WeakTrHeadAAF(config: model.config)
-            try head.load(stateDict: weakTrStateDict, path: path)
+            let head = WeakTrHeadAAF(model: model)
             segment = SegmentStep(backbone: model, head: head, clip: clip, classText: classText, refinePrompts: refine,
                                   hypers: hypers, pairsPerPass: settings.pairsPerPass)
             segment!.dropPathRate = Float(settings.dropPath)
             promptStep = nil
-            optimizer = StageOptimizer(parameters: head.store.parameters, learningRate: lr, weightDecay: settings.weightDecay)
+            optimizer = StageOptimizer(parameters: head.parameters, learningRate: lr, weightDecay: settings.weightDecay)
         case .b:
             var g = SeededGenerator(seed: settings.seed ^ 0xB7B)
             let prompts = BackgroundPrompts(classCount: classCount, length: settings.promptLength,
@@ -183,7 +183,7 @@ public final class SemPLeSTrainer {
     /// The full WeakTr state dict with the trained head and AAF, in checkpoint order (a, c).
     public func modelStateDict() -> [(String, TensorView)] {
         var dict = startStateDict.mapValues { $0.view }
-        if let head = segment?.head { for p in head.store.parameters { dict[p.name] = p.value } }
+        if let head = segment?.head { for p in head.parameters { dict[p.name] = p.value } }
         return keyOrder.compactMap { k in dict[k].map { (k, $0) } }
     }
 
