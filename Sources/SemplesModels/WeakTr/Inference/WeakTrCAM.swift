@@ -92,18 +92,11 @@ extension WeakTr {
         headOnGrid(b.x.rows(C, P), hp: hp, wp: wp, scratch: b.hidden, output: cam.headOutput, logits: cam.logits)
 
         // Predictions: class tokens (no final LayerNorm, spec §10 item 24) and the coarse CAM mean.
-        let x = b.x.data, logits = cam.logits.data, predictions = cam.predictions.data
-        for c in 0..<C {
-            var s: Float = 0
-            for d in 0..<D { s += x[c * D + d] }
-            predictions[c] = s / Float(D)
-            var m: Float = 0
-            for p in 0..<P { m += logits[c * P + p] }
-            predictions[C + c] = m / Float(P)
-        }
+        LastAxisMean.forward(b.x.rows(0, C), into: cam.predictions[0])
+        LastAxisMean.forward(cam.logits, into: cam.predictions[1])
 
         // Phase 2a: cross attention, M[:C, C:] = (1/LH) Σ_j w_j A_j[:C, C:], then the fused CAM.
-        let cross = cam.cross.data, cams = cam.cams.data, camsT = cam.camsT.data
+        let cross = cam.cross.data, cams = cam.cams.data, camsT = cam.camsT.data, logits = cam.logits.data
         cam.cross.zero()
         let invChannels = 1 / Float(L * NH)
         for l in 0..<L {
@@ -150,17 +143,10 @@ extension WeakTr {
                 }
             }
         }
-        let total = cam.fineAccumulators.data, fine = cam.fine.data
-        for w in 1..<max(fineWorkers, 1) { BLAS.axpy(count: P * C, alpha: 1, x: cam.fineAccumulators[w].data, y: total) }
-        for c in 0..<C {
-            var m: Float = 0
-            for p in 0..<P {
-                let v = total[p * C + c]
-                fine[c * P + p] = v
-                m += v
-            }
-            predictions[2 * C + c] = m / Float(P)
-        }
+        let total = cam.fineAccumulators[0]
+        for w in 1..<max(fineWorkers, 1) { BLAS.axpy(count: P * C, alpha: 1, x: cam.fineAccumulators[w].data, y: total.data) }
+        transpose(total, into: cam.fine.reshaped([C, P]))
+        LastAxisMean.forward(cam.fine, into: cam.predictions[2])
         return WeakTrOutput(patchRows: hp, patchColumns: wp, cams: cam.cams, fineCAM: cam.fine, logits: cam.logits,
                             patchAttention: cam.patchAttention, classTokenPrediction: cam.predictions[0],
                             coarseCAMPrediction: cam.predictions[1], fineCAMPrediction: cam.predictions[2],

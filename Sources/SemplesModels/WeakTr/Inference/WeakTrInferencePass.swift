@@ -211,7 +211,7 @@ extension WeakTr {
 
     /// Patch embedding, class tokens and position embedding (spec §2.1.3) into b.x: [N, D].
     private func embed(_ image: TensorView, _ b: WeakTrInferenceBuffers) {
-        let C = config.classCount, D = config.embedDimension, hp = b.patchRows, wp = b.patchColumns, P = hp * wp
+        let C = config.classCount, hp = b.patchRows, wp = b.patchColumns, P = hp * wp
         let H = image.shape[1], W = image.shape[2]
         let columns = b.hidden.slice(offset: 0, patchEmbed.columnsShape(batch: 1, height: H, width: W))
         patchEmbed.forwardTokens(image.reshaped([1, 3, H, W]), into: b.x.rows(C, P), columns: columns)

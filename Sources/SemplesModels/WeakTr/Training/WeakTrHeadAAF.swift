@@ -42,6 +42,7 @@ public final class WeakTrHeadAAF {
     public final class Cache {
         public internal(set) var fine = Tensor([1])     // [C, hp, wp] fine CAM
         var fused = Tensor([1])            // [N, P] M[:, C:]
+        var headInput = Tensor([1])        // [1, D, hp, wp] the patch tokens as NCHW
         var columns = Tensor([1])          // [P, D·9] im2col of the patch grid
         var logits = Tensor([1])           // [C, P]
         var cams = Tensor([1])             // [C, P]
@@ -67,6 +68,7 @@ public final class WeakTrHeadAAF {
             let C = c.classCount, P = hp * wp, N = C + P
             fine = Tensor([C, hp, wp])
             fused = Tensor([N, P])
+            headInput = Tensor([1, c.embedDimension, hp, wp])
             columns = Tensor([P, c.embedDimension * 9])
             logits = Tensor([C, P])
             cams = Tensor([C, P])
@@ -88,75 +90,31 @@ public final class WeakTrHeadAAF {
         cache.prepare(model, hp: hp, wp: wp)
         let aaf = cache.fusion!
         model.fusion.forward(pooled: features.pooled.view.reshaped([1, L, D]), cache: aaf)
-        let w = aaf.weights.data
 
         // M[:, C:] = (1/LH) Σ_j w_j A_j[:, C:].
-        let fused = cache.fused
-        fused.view.zero()
-        for j in 0..<ch {
-            BLAS.axpy(count: N * P, alpha: w[j] / Float(ch), x: features.attention.data + j * N * P, y: fused.data)
-        }
+        CAMFusion.fuse(weights: aaf.weights.data, channels: ch, count: N * P,
+                       map: { UnsafePointer(features.attention.data + $0 * N * P) }, into: cache.fused.data)
 
-        // Head on the (detached) patch tokens: logits [C, P] = W [C, D·9] · columnsᵀ + b.
-        im2col(features.patchTokens.data, hp: hp, wp: wp, into: cache.columns.data)
-        let logits = cache.logits.data, bias = model.head.bias!.value.data
-        for k in 0..<C { (logits + k * P).update(repeating: bias[k], count: P) }
-        BLAS.gemm(transB: true, m: C, n: P, k: D * 9, a: model.head.weight.value.data, lda: D * 9,
-                  b: cache.columns.data, ldb: D * 9, beta: 1, c: logits, ldc: P)
-        // cams = cross ⊙ ReLU(logits); fine = cams · patch_attnᵀ.
-        let cams = cache.cams.data
-        for i in 0..<(C * P) { cams[i] = fused.data[i] * max(logits[i], 0) }
-        BLAS.gemm(transB: true, m: C, n: P, k: P, a: cams, lda: P, b: fused.data + C * P, ldb: P,
-                  c: cache.fine.data, ldc: P)
+        // Head on the (detached) patch tokens, as NCHW: logits [C, P].
+        transpose(features.patchTokens.view, into: cache.headInput.view.reshaped([D, P]))
+        model.head.forward(cache.headInput.view, into: cache.logits.view.reshaped([1, C, hp, wp]), columns: cache.columns.view)
+        CAMFusion.forward(fused: cache.fused.view, keyOffset: 0, logits: cache.logits.view, cams: cache.cams.view,
+                          fine: cache.fine.view)
     }
 
     /// dFine: [C, hp, wp] → head and AAF gradients (+=). The backbone features get none (detached).
     public func backward(_ dFine: TensorView, features: WeakTrBackboneFeatures, cache: Cache) {
-        let c = config, C = c.classCount, D = c.embedDimension, ch = c.channelCount
+        let c = config, C = c.classCount, ch = c.channelCount
         let P = features.patchCount, N = C + P
         precondition(dFine.count == C * P, "fine CAM gradient \(dFine.shape) for \(C)×\(P)")
-        let fused = cache.fused.data, cams = cache.cams.data, logits = cache.logits.data
-        let dFused = cache.fusedGradient.data, dCams = cache.camGradient.data, dLogits = cache.logitGradient.data
-        // fine = cams·PAᵀ ⇒ dcams = dfine·PA, dPA = dfineᵀ·cams.
-        BLAS.gemm(m: C, n: P, k: P, a: dFine.data, lda: P, b: fused + C * P, ldb: P, c: dCams, ldc: P)
-        BLAS.gemm(transA: true, m: P, n: P, k: C, a: dFine.data, lda: P, b: cams, ldb: P, c: dFused + C * P, ldc: P)
-        // cams = cross ⊙ ReLU(logits): ∂cross = dcams ⊙ ReLU(logits), ∂logits = dcams ⊙ cross ⊙ [logits > 0].
-        for i in 0..<(C * P) {
-            dFused[i] = dCams[i] * max(logits[i], 0)
-            dLogits[i] = logits[i] > 0 ? dCams[i] * fused[i] : 0
-        }
-        if let g = model.head.weight.activeGrad {
-            BLAS.gemm(m: C, n: D * 9, k: P, a: dLogits, lda: P, b: cache.columns.data, ldb: D * 9, beta: 1,
-                      c: g.data, ldc: D * 9)
-        }
-        if let g = model.head.bias!.activeGrad {
-            for k in 0..<C { for p in 0..<P { g.data[k] += dLogits[k * P + p] } }
-        }
+        CAMFusion.backward(dFine, fused: cache.fused.view, keyOffset: 0, logits: cache.logits.view, cams: cache.cams.view,
+                           dCams: cache.camGradient.view, dFused: cache.fusedGradient.view,
+                           dLogits: cache.logitGradient.view)
+        model.head.backward(cache.logitGradient.view.reshaped([1, C, features.patchRows, features.patchColumns]),
+                            x: cache.headInput.view, columns: cache.columns.view, columnGradient: nil, dx: nil)
         // ∂w_j = (1/LH) ⟨dM, A_j⟩ over the kept columns, then through the AAF.
-        let dW = cache.weightGradient.data
-        for j in 0..<ch { dW[j] = BLAS.dot(count: N * P, dFused, features.attention.data + j * N * P) / Float(ch) }
+        CAMFusion.weightGradients(cache.fusedGradient.data, channels: ch, count: N * P,
+                                  map: { UnsafePointer(features.attention.data + $0 * N * P) }, into: cache.weightGradient.data)
         model.fusion.backward(cache.weightGradient.view, cache: cache.fusion!, scratch: cache.fusionScratch!)
-    }
-
-    /// columns[p = y·wp + x, d·9 + ky·3 + kx] = tokens[(y + ky − 1)·wp + x + kx − 1, d], 0 outside.
-    private func im2col(_ tokens: UnsafePointer<Float>, hp: Int, wp: Int, into columns: UnsafeMutablePointer<Float>) {
-        let D = config.embedDimension, K = D * 9
-        columns.update(repeating: 0, count: hp * wp * K)
-        for y in 0..<hp {
-            for x in 0..<wp {
-                let row = columns + (y * wp + x) * K
-                for ky in 0..<3 {
-                    let sy = y + ky - 1
-                    if sy < 0 || sy >= hp { continue }
-                    for kx in 0..<3 {
-                        let sx = x + kx - 1
-                        if sx < 0 || sx >= wp { continue }
-                        let src = tokens + (sy * wp + sx) * D
-                        let tap = ky * 3 + kx
-                        for d in 0..<D { row[d * 9 + tap] = src[d] }
-                    }
-                }
-            }
-        }
     }
 }

@@ -46,7 +46,7 @@ extension WeakTr {
     private func forwardWithCachedScales(_ ws: WeakTrTrainingWorkspace) {
         let c = config
         let B = ws.batch, D = c.embedDimension, C = c.classCount, P = ws.patches, N = ws.tokens
-        let L = c.depth, NH = c.headCount, ch = c.channelCount
+        let L = c.depth, ch = c.channelCount
 
         // Embedding: patch conv, then the class tokens and the position embedding (spec §2.1.3).
         patchEmbed.forwardTokens(ws.images, into: ws.patchTokens, columns: ws.patchColumns)
@@ -59,7 +59,6 @@ extension WeakTr {
         for l in 0..<L {
             blocks[l].forwardWithCachedScales(ws.residuals[l], into: ws.residuals[l + 1], cache: ws.caches[l])
         }
-        let xL = ws.residuals[L].data
 
         // AAF (spec §2.1.4) on detached inputs: each block's attention output pooled over the tokens.
         Parallel.forEachWithoutBLAS(B * L) { bl in
@@ -69,54 +68,23 @@ extension WeakTr {
         fusion.forward(pooled: ws.pooled, cache: ws.fusion)
 
         // Head on the (non-detached) patch tokens as NCHW; predictions.
-        let hin = ws.headInput.data
         Parallel.forEachWithoutBLAS(B) { b in
-            let src = xL + (b * N + C) * D, dst = hin + b * D * P
-            for p in 0..<P { for d in 0..<D { dst[d * P + p] = src[p * D + d] } }
+            transpose(ws.residuals[L][b].rows(C, P), into: ws.headInput[b].reshaped([D, P]))
         }
         head.forward(ws.headInput, into: ws.logits.reshaped([B, C, c.gridSide, c.gridSide]), columns: ws.headColumns)
-        let logits = ws.logits.data, clsPred = ws.classTokenPrediction.data, coarse = ws.coarsePrediction.data
         for b in 0..<B {
-            for k in 0..<C {
-                var s: Float = 0
-                let t = xL + (b * N + k) * D
-                for d in 0..<D { s += t[d] }
-                clsPred[b * C + k] = s / Float(D)
-                var m: Float = 0
-                let row = logits + (b * C + k) * P
-                for p in 0..<P { m += row[p] }
-                coarse[b * C + k] = m / Float(P)
-            }
+            LastAxisMean.forward(ws.residuals[L][b].rows(0, C), into: ws.classTokenPrediction[b])
         }
+        LastAxisMean.forward(ws.logits, into: ws.coarsePrediction)
 
         // M = (1/ch) Σ_j w_j A_j (detached maps), fused CAM with the detached ReLU(head), fine CAM.
-        let fused = ws.fused.data, w = ws.fusionWeights.data, cams = ws.cams.data, fine = ws.fineCAM.data
-        let finePred = ws.finePrediction.data
-        let invChannels = 1 / Float(ch)
         Parallel.forEach(B) { b in
-            let m = fused + b * N * N
-            m.update(repeating: 0, count: N * N)
-            for l in 0..<L {
-                let probs = ws.caches[l].probabilities.data
-                for h in 0..<NH {
-                    BLAS.axpy(count: N * N, alpha: w[b * ch + h * L + l] * invChannels,
-                              x: probs + (b * NH + h) * N * N, y: m)
-                }
-            }
-            let cb = cams + b * C * P, lb = logits + b * C * P
-            for k in 0..<C {
-                for p in 0..<P { cb[k * P + p] = m[k * N + C + p] * max(lb[k * P + p], 0) }
-            }
-            // fine[k, i] = Σ_p M[C+i, C+p] · cams[k, p]
-            BLAS.gemm(transB: true, m: C, n: P, k: P, a: cb, lda: P, b: m + C * N + C, ldb: N,
-                      beta: 0, c: fine + b * C * P, ldc: P)
-            for k in 0..<C {
-                var s: Float = 0
-                let row = fine + (b * C + k) * P
-                for p in 0..<P { s += row[p] }
-                finePred[b * C + k] = s / Float(P)
-            }
+            let w = ws.fusionWeights.data + b * ch
+            CAMFusion.fuse(weights: w, channels: ch, count: N * N, map: { ws.attentionMap(image: b, channel: $0) },
+                                      into: ws.fused[b].data)
+            CAMFusion.forward(fused: ws.fused[b], keyOffset: C, logits: ws.logits[b], cams: ws.cams[b], fine: ws.fineCAM[b])
         }
+        LastAxisMean.forward(ws.fineCAM, into: ws.finePrediction)
     }
 
     /// Sets up (once per batch size) the activation memory of a training step on `batch` images of

@@ -27,63 +27,30 @@ extension WeakTr {
     func backward(_ ws: WeakTrTrainingWorkspace) {
         let c = config
         let B = ws.batch, D = c.embedDimension, C = c.classCount, P = ws.patches, N = ws.tokens
-        let L = c.depth, NH = c.headCount, ch = c.channelCount
-        let invChannels = 1 / Float(ch)
+        let L = c.depth, ch = c.channelCount
 
         // Fine term → AAF only (spec §3.4): dfine[k, i] = dpred[k]/P; dM on the patch block and on
         // the class→patch block (through cross); the ReLU(head) factor and the maps are constants.
-        let dPred = ws.fineGradient.data, dFine = ws.fineMapGradient.data, dCams = ws.camGradient.data
-        let dM = ws.fusedGradient.data, fused = ws.fused.data, cams = ws.cams.data, logits = ws.logits.data
-        let dW = ws.weightGradient.data
+        LastAxisMean.backward(ws.fineGradient, dx: ws.fineMapGradient)
         Parallel.forEach(B) { b in
-            let df = dFine + b * C * P
-            for k in 0..<C {
-                let v = dPred[b * C + k] / Float(P)
-                for i in 0..<P { df[k * P + i] = v }
-            }
-            let m = fused + b * N * N, dm = dM + b * N * N, cb = cams + b * C * P, dcb = dCams + b * C * P
-            dm.update(repeating: 0, count: N * N)
-            // dM[C+i, C+p] = Σ_k dfine[k, i] · cams[k, p]
-            BLAS.gemm(transA: true, m: P, n: P, k: C, a: df, lda: P, b: cb, ldb: P, beta: 0, c: dm + C * N + C, ldc: N)
-            // dcams[k, p] = Σ_i dfine[k, i] · M[C+i, C+p]
-            BLAS.gemm(m: C, n: P, k: P, a: df, lda: P, b: m + C * N + C, ldb: N, beta: 0, c: dcb, ldc: P)
-            let lb = logits + b * C * P
-            for k in 0..<C {
-                for p in 0..<P { dm[k * N + C + p] = dcb[k * P + p] * max(lb[k * P + p], 0) }
-            }
-            // ∂L/∂w_j = (1/ch) ⟨dM, A_j⟩
-            for l in 0..<L {
-                let probs = ws.caches[l].probabilities.data
-                for h in 0..<NH {
-                    dW[b * ch + h * L + l] = invChannels * BLAS.dot(count: N * N, dm, probs + (b * NH + h) * N * N)
-                }
-            }
+            ws.fusedGradient[b].zero()
+            CAMFusion.backward(ws.fineMapGradient[b], fused: ws.fused[b], keyOffset: C, logits: ws.logits[b],
+                               cams: ws.cams[b], dCams: ws.camGradient[b], dFused: ws.fusedGradient[b], dLogits: nil)
+            CAMFusion.weightGradients(ws.fusedGradient[b].data, channels: ch, count: N * N, map: { ws.attentionMap(image: b, channel: $0) },
+                                      into: ws.weightGradient.data + b * ch)
         }
         // Sigmoid, attn_head_ffn, attn_feat_ffn (inputs detached: no gradient into the features).
         fusion.backward(ws.weightGradient, cache: ws.fusion, scratch: ws.fusionScratch)
 
         // Coarse term → head → patch tokens; class-token term → class tokens.
         let g0 = ws.streamGradients[0]
-        let dx = g0.data, dCoarse = ws.coarseGradient.data, dCls = ws.classTokenGradient.data
-        let dLogits = ws.logitGradient.data
-        for b in 0..<B {
-            for k in 0..<C {
-                let v = dCoarse[b * C + k] / Float(P)
-                for p in 0..<P { dLogits[(b * C + k) * P + p] = v }
-            }
-        }
+        LastAxisMean.backward(ws.coarseGradient, dx: ws.logitGradient)
         ws.headInputGradient.zero()
         head.backward(ws.logitGradient.reshaped([B, C, c.gridSide, c.gridSide]), x: ws.headInput,
                       columns: ws.headColumns, columnGradient: ws.headColumnGradient, dx: ws.headInputGradient)
-        let dHin = ws.headInputGradient.data
         Parallel.forEachWithoutBLAS(B) { b in
-            let db = dx + b * N * D
-            for k in 0..<C {
-                let v = dCls[b * C + k] / Float(D)
-                for d in 0..<D { db[k * D + d] = v }
-            }
-            let src = dHin + b * D * P
-            for p in 0..<P { for d in 0..<D { db[(C + p) * D + d] = src[d * P + p] } }
+            LastAxisMean.backward(ws.classTokenGradient[b], dx: g0[b].rows(0, C))
+            transpose(ws.headInputGradient[b].reshaped([D, P]), into: g0[b].rows(C, P))
         }
 
         // Blocks in reverse.

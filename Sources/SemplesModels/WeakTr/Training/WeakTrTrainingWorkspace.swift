@@ -113,6 +113,11 @@ public final class WeakTrTrainingWorkspace {
     public func dropPathScales(block l: Int) -> (attention: TensorView, mlp: TensorView) {
         (caches[l].attentionScales, caches[l].mlpScales)
     }
+    /// The attention map of AAF channel j = head·L + layer of image b: [N, N] (spec §2.1.4).
+    func attentionMap(image b: Int, channel j: Int) -> UnsafePointer<Float> {
+        let L = caches.count, H = caches[0].probabilities.shape[1]
+        return UnsafePointer(caches[j % L].probabilities.data + (b * H + j / L) * tokens * tokens)
+    }
     /// The attention probabilities of block l: [B, H, N, N].
     public func attentionProbabilities(block l: Int) -> TensorView { caches[l].probabilities }
 }
