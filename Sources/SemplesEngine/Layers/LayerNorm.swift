@@ -89,23 +89,15 @@ public struct LayerNorm: Sendable {
         guard parameterGradients else { return }
         let gw = weight.activeGrad, gb = bias.activeGrad
         if gw == nil && gb == nil { return }
-        // Column blocks are independent: each worker owns a slice of channels and walks all rows.
-        let blocks = (c + 63) / 64
-        Parallel.forEachWithoutBLAS(blocks) { blk in
-            let lo = blk * 64, hi = min(c, lo + 64)
-            var j = lo
-            while j < hi {
-                let lanes = min(8, hi - j)
-                var aw = Float8(repeating: 0), ab = Float8(repeating: 0)
-                for i in 0..<n {
-                    let g = loadPartial(dyp + i * c + j, lanes)
-                    aw += g * ((loadPartial(xp + i * c + j, lanes) - mp[i]) * rp[i])
-                    ab += g
-                }
-                if let gw = gw { storePartial(aw + loadPartial(gw.data + j, lanes), gw.data + j, lanes) }
-                if let gb = gb { storePartial(ab + loadPartial(gb.data + j, lanes), gb.data + j, lanes) }
-                j += 8
+        forEachColumnLanes(c) { j, lanes in
+            var aw = Float8(repeating: 0), ab = Float8(repeating: 0)
+            for i in 0..<n {
+                let g = loadPartial(dyp + i * c + j, lanes)
+                aw += g * ((loadPartial(xp + i * c + j, lanes) - mp[i]) * rp[i])
+                ab += g
             }
+            if let gw = gw { storePartial(aw + loadPartial(gw.data + j, lanes), gw.data + j, lanes) }
+            if let gb = gb { storePartial(ab + loadPartial(gb.data + j, lanes), gb.data + j, lanes) }
         }
     }
 }
