@@ -182,6 +182,9 @@ public struct WeakTrJob: Job {
     /// CAMs at the evaluation scales (with flips) on the current weights, then the greedy sweep.
     static func evaluate(model: WeakTr, dataset: SegmentationDataset, ids: [String], scales: [Double],
                          start: Int, context: JobContext) throws -> EvaluationMetrics {
+        // The training model itself generates the CAMs; its inference workspace is let go afterwards
+        // so that the training steps do not carry it.
+        defer { model.releaseInferenceWorkspace() }
         let generator = CAMGenerator(model: model, scales: scales)
         let labelSet: LabelSet = dataset.kind == .voc12 ? .voc : .coco
         var evaluator = try CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: 60))

@@ -47,7 +47,7 @@ public enum SemPLeSBenchSection {
         var dict: [String: Tensor] = [:]
         for (k, v) in WeakTrInitializer.stateDict(config: config, seed: 1) { dict[k] = v }
         let backbone = try WeakTr(stateDict: dict, classCount: C, reduction: 8, pooling: .max, source: "bench",
-                                  gradients: true)
+                                  gradients: .headAndFusion)
         let head = WeakTrHeadAAF(model: backbone)
         let clip = randomCLIP(seed: 2)
         var g = SeededGenerator(seed: 3)

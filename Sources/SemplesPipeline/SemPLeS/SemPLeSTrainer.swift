@@ -108,8 +108,8 @@ public final class SemPLeSTrainer {
     let imageSize: Int
     let segment: SegmentStep?
     let promptStep: PromptStep?
-    let startStateDict: [String: Tensor]
-    let keyOrder: [String]
+    /// The WeakTr of the stage; (a)/(c) train its head and AAF in place.
+    let model: WeakTr
     public let optimizer: StageOptimizer
 
     /// Per-epoch CAM evaluation of a full WeakTr state dict → (mIoU, threshold); (a)/(c) only.
@@ -136,11 +136,10 @@ public final class SemPLeSTrainer {
         self.outputFolder = outputFolder
         self.classCount = classCount
         imageSize = clip.config.imageResolution
-        startStateDict = weakTrStateDict
         // Stages (a) and (c) train the model's head and AAF in place (spec §3.5).
         let model = try WeakTr(stateDict: weakTrStateDict, classCount: classCount, reduction: reduction, pooling: pooling,
-                               source: path, gradients: settings.stage != .b)
-        keyOrder = model.config.expectedShapes.map { $0.0 }
+                               source: path, gradients: settings.stage == .b ? .none : .headAndFusion)
+        self.model = model
         let hypers = settings.hypers.map { Float($0) }
         let lr = settings.schedule.learningRate(forEpoch: 0)
         switch settings.stage {
@@ -182,9 +181,7 @@ public final class SemPLeSTrainer {
 
     /// The full WeakTr state dict with the trained head and AAF, in checkpoint order (a, c).
     public func modelStateDict() -> [(String, TensorView)] {
-        var dict = startStateDict.mapValues { $0.view }
-        if let head = segment?.head { for p in head.parameters { dict[p.name] = p.value } }
-        return keyOrder.compactMap { k in dict[k].map { (k, $0) } }
+        model.stateDict()
     }
 
     /// Runs (or resumes) the stage to the end. Returns the final state.

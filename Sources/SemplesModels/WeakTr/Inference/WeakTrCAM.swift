@@ -64,6 +64,11 @@ extension WeakTr {
                                       patchAttention: patchAttention)
     }
 
+    /// Frees the inference workspace (it grows to the largest image seen); the next pass makes a new one.
+    public func releaseInferenceWorkspace() {
+        inferenceArena = nil
+    }
+
     /// The inference arena, reset, with room for at least `floats`.
     func inferenceWorkspace(floats: Int) -> Arena {
         if inferenceArena == nil || inferenceArena!.capacity < floats { inferenceArena = Arena(capacity: floats) }

@@ -19,9 +19,12 @@ public struct AdaptiveAttentionFusion: Sendable {
     public let headCount: Int
     public let pooling: WeakTrPooling
 
+    /// State-dict prefix of the AAF tensors.
+    static let prefix = "adaptive_attention_fusion."
+
     /// Declares the four linears under `adaptive_attention_fusion.` (the checkpoint's names).
     init(_ store: ParameterStore, config c: WeakTrConfig) {
-        let p = "adaptive_attention_fusion."
+        let p = Self.prefix
         featureDown = Linear(store, p + "attn_feat_ffn.0", inFeatures: c.headDimension, outFeatures: c.featureHidden)
         featureOut = Linear(store, p + "attn_feat_ffn.1", inFeatures: c.featureHidden, outFeatures: 1)
         channelDown = Linear(store, p + "attn_head_ffn.0", inFeatures: c.channelCount, outFeatures: c.channelHidden,
@@ -33,9 +36,9 @@ public struct AdaptiveAttentionFusion: Sendable {
         pooling = c.pooling
     }
 
-    /// The six parameter tensors, in declaration order.
+    /// The six parameter tensors, in the reference's state-dict order (spec §7.1).
     public var parameters: [Parameter] {
-        [featureDown.weight, featureDown.bias!, featureOut.weight, featureOut.bias!, channelDown.weight, channelUp.weight]
+        [channelDown.weight, channelUp.weight, featureDown.weight, featureDown.bias!, featureOut.weight, featureOut.bias!]
     }
 
     var channels: Int { depth * headCount }

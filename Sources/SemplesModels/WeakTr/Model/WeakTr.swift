@@ -2,6 +2,16 @@ import Foundation
 import SemplesEngine
 import SemplesFormats
 
+/// Which WeakTr parameters keep gradient memory.
+public enum WeakTrGradients: Sendable {
+    /// None: inference only (CAM generation).
+    case none
+    /// Every parameter: WeakTr's own training.
+    case all
+    /// The head and AAF only: the SemPLeS head stage (spec §3.5), the backbone frozen.
+    case headAndFusion
+}
+
 /// WeakTr (spec §2.1): a DeiT backbone with C class tokens, AAF-fused attention and a 3×3 conv
 /// head. One set of parameters and layers serves every use of the network:
 ///
@@ -38,13 +48,15 @@ public final class WeakTr {
     var trainingArena = Arena(capacity: 0)
 
     /// Declares every parameter (zero values) for `config`; fill them with `load(stateDict:source:)`.
-    /// `gradients` false keeps no gradient memory (inference only).
-    public init(config: WeakTrConfig, dropPathRate: Float = 0.1, gradients: Bool = true) {
+    /// `gradients` says which parameters get gradient memory; the others are frozen.
+    public init(config: WeakTrConfig, dropPathRate: Float = 0.1, gradients: WeakTrGradients = .all) {
         precondition(config.channelHidden >= 1, "AAF reduction \(config.reduction) leaves no hidden units")
         self.config = config
         self.dropPathRate = dropPathRate
         let D = config.embedDimension, C = config.classCount, g = config.gridSide, L = config.depth
-        let s = ParameterStore(gradients: gradients)
+        let s = ParameterStore(gradients: gradients != .none, only: gradients != .headAndFusion ? nil : {
+            $0.hasPrefix("head.") || $0.hasPrefix(AdaptiveAttentionFusion.prefix)
+        })
         store = s
         classToken = s.declare("cls_token", [1, C, D])
         positionEmbedding = s.declare("pos_embed", [1, C + g * g, D])
@@ -65,10 +77,10 @@ public final class WeakTr {
     }
 
     /// Builds the model from a state dict, checking every key and shape (spec §7.1). D, depth,
-    /// heads and widths are read from the shapes; C, reduction and pooling are given. Without
-    /// `gradients` the model keeps no gradient memory (CAM generation).
+    /// heads and widths are read from the shapes; C, reduction and pooling are given. By default
+    /// the model keeps no gradient memory (CAM generation).
     public convenience init(stateDict: [String: Tensor], classCount: Int, reduction: Int, pooling: WeakTrPooling,
-                            source: String, gradients: Bool = false) throws {
+                            source: String, gradients: WeakTrGradients = .none) throws {
         let shapes = stateDict.mapValues { $0.shape.dims }
         let config = WeakTrConfig.inferred(from: shapes, classCount: classCount, reduction: reduction, pooling: pooling)
         let problems = config.loadProblems(shapes: shapes)

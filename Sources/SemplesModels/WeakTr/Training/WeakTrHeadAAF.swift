@@ -13,11 +13,11 @@ public final class WeakTrHeadAAF {
     public let parameters: [Parameter]
 
     /// Trains `model`'s head and AAF; every other parameter of the model is frozen. The model must
-    /// keep gradients (`WeakTr(stateDict:…, gradients: true)`).
+    /// keep their gradients (`WeakTr(stateDict:…, gradients: .headAndFusion)`).
     public init(model: WeakTr) {
-        precondition(model.store.keepsGradients, "the head stage needs a WeakTr built with gradients")
         self.model = model
         parameters = [model.head.weight, model.head.bias!] + model.fusion.parameters
+        precondition(parameters.allSatisfy { $0.grad != nil }, "the head stage needs a WeakTr with head and AAF gradients")
         model.store.setRequiresGradient(false)
         for p in parameters { p.requiresGradient = true }
     }
