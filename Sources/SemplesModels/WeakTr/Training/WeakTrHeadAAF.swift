@@ -1,6 +1,5 @@
 import Foundation
 import SemplesEngine
-import SemplesFormats
 
 /// The part of WeakTr that SemPLeS stages (a) and (c) train: the model's own 3×3 conv `head` and
 /// `fusion` (AAF) (spec §3.5), on top of detached backbone features (spec §2.1.6, SemPLeS's
@@ -25,17 +24,6 @@ public final class WeakTrHeadAAF {
     /// Zeros the head and AAF gradients.
     public func zeroGradients() {
         for p in parameters { p.grad!.zero() }
-    }
-
-    /// The trained tensors under their state-dict names (copies).
-    public func stateDict() -> [String: Tensor] {
-        var out: [String: Tensor] = [:]
-        for p in parameters {
-            let t = Tensor(p.shape.dims)
-            t.view.copy(from: p.value)
-            out[p.name] = t
-        }
-        return out
     }
 
     /// Everything forward keeps for backward (one image), and backward's temporaries.
