@@ -166,20 +166,8 @@ public struct StageJob: Job {
                          context: JobContext) throws -> (miou: Double, threshold: Double) {
         let model = try WeakTr(stateDict: dict, classCount: classCount, reduction: reduction, pooling: pooling,
                                source: "trained weights")
-        let generator = CAMGenerator(model: model, scales: scales)
-        var evaluator = try CAMEvaluator(dataSet: dataset.kind == .voc12 ? .voc : .coco, mode: .curve(start: start, end: 60))
-        let started = Date()
-        for id in ids {
-            try context.checkStop()
-            let image = try ImageIO.read(dataset.imagePath(id))
-            let cams = generator.cams(for: image, labels: dataset.labelVector(id)!)
-            let gt = try ImageIO.readLabels(dataset.groundTruthPath(id))
-            try evaluator.add(cams: cams, groundTruth: gt.pixels, height: gt.height, width: gt.width,
-                              source: dataset.imagePath(id))
-        }
-        let metrics = evaluator.metrics()
-        context.log(String(format: "CAM evaluation: mIoU %.2f%% at t=%.2f over %d images (%@)", metrics.bestMeanIoU * 100,
-                           metrics.bestThreshold, ids.count, formatDuration(Date().timeIntervalSince(started))))
+        let metrics = try EpochCAMEvaluation.run(model: model, dataset: dataset, ids: ids, scales: scales, start: start,
+                                                 context: context, checkStop: context.checkStop)
         return (metrics.bestMeanIoU, metrics.bestThreshold)
     }
 }

@@ -185,21 +185,8 @@ public struct WeakTrJob: Job {
         // The training model itself generates the CAMs; its inference workspace is let go afterwards
         // so that the training steps do not carry it.
         defer { model.releaseInferenceWorkspace() }
-        let generator = CAMGenerator(model: model, scales: scales)
-        let labelSet: LabelSet = dataset.kind == .voc12 ? .voc : .coco
-        var evaluator = try CAMEvaluator(dataSet: labelSet, mode: .curve(start: start, end: 60))
-        let started = Date()
-        for id in ids {
-            let image = try ImageIO.read(dataset.imagePath(id))
-            let cams = generator.cams(for: image, labels: dataset.labelVector(id)!)
-            let gt = try ImageIO.readLabels(dataset.groundTruthPath(id))
-            try evaluator.add(cams: cams, groundTruth: gt.pixels, height: gt.height, width: gt.width,
-                              source: dataset.imagePath(id))
-        }
-        let metrics = evaluator.metrics()
-        context.log(String(format: "CAM evaluation: mIoU %.2f%% at t=%.2f over %d images (%@)", metrics.bestMeanIoU * 100,
-                           metrics.bestThreshold, ids.count, formatDuration(Date().timeIntervalSince(started))))
-        return metrics
+        return try EpochCAMEvaluation.run(model: model, dataset: dataset, ids: ids, scales: scales, start: start,
+                                          context: context)
     }
 
     /// train_log.txt (one JSON line per epoch), loss_curve.png, miou_per_epoch.png.
