@@ -68,13 +68,17 @@ public final class ParameterStore: @unchecked Sendable {
     public private(set) var parameters: [Parameter] = []
     private var byName: [String: Parameter] = [:]
     public let keepsGradients: Bool
+    /// Which parameters get gradient memory when the store keeps gradients (nil: all).
+    private let gradientFilter: ((String) -> Bool)?
     public private(set) var values: Tensor?
     public private(set) var gradients: Tensor?
     private var totalCount = 0
 
-    /// gradients: false for frozen models (no gradient memory at all).
-    public init(gradients: Bool = true) {
+    /// gradients: false for frozen models (no gradient memory at all). `only`, when given, keeps
+    /// gradient memory just for the parameters whose name it accepts; the others are frozen.
+    public init(gradients: Bool = true, only filter: ((String) -> Bool)? = nil) {
         keepsGradients = gradients
+        gradientFilter = filter
     }
 
     /// Declares a parameter of `dims`; memory is assigned by `materialise()`.
@@ -83,7 +87,7 @@ public final class ParameterStore: @unchecked Sendable {
         precondition(values == nil, "declare('\(name)') after the store was materialised")
         precondition(byName[name] == nil, "parameter '\(name)' declared twice")
         let p = Parameter(declaredName: name, shape: Shape(dims))
-        p.requiresGradient = keepsGradients
+        p.requiresGradient = keepsGradients && (gradientFilter?(name) ?? true)
         parameters.append(p)
         byName[name] = p
         return p
@@ -92,20 +96,24 @@ public final class ParameterStore: @unchecked Sendable {
     /// Allocates the flat blocks (16-float aligned per parameter) and binds every view. Zero-filled.
     public func materialise() {
         precondition(values == nil, "store materialised twice")
-        var offsets: [Int] = []
-        var n = 0
+        // Values of every parameter in one block; gradients, in a second block, only for those
+        // declared with gradient memory (requiresGradient at declaration).
+        var offsets: [Int] = [], gradientOffsets: [Int?] = []
+        var n = 0, gn = 0
         for p in parameters {
             offsets.append(n)
             n += (p.count + 15) & ~15
+            gradientOffsets.append(p.requiresGradient ? gn : nil)
+            if p.requiresGradient { gn += (p.count + 15) & ~15 }
         }
         totalCount = n
         let v = Tensor([max(n, 1)])
         values = v
-        let g: Tensor? = keepsGradients ? Tensor([max(n, 1)]) : nil
+        let g: Tensor? = keepsGradients ? Tensor([max(gn, 1)]) : nil
         gradients = g
-        for (p, o) in zip(parameters, offsets) {
+        for (p, (o, go)) in zip(parameters, zip(offsets, gradientOffsets)) {
             p.bind(value: TensorView(v.data + o, p.shape, owner: v),
-                   grad: g.map { TensorView($0.data + o, p.shape, owner: $0) }, offset: o)
+                   grad: g.flatMap { g in go.map { TensorView(g.data + $0, p.shape, owner: g) } }, offset: o)
         }
     }
 

@@ -31,6 +31,23 @@ final class ParameterAndOptimizerTests: XCTestCase {
     }
 
     /// One AdamW step by hand (torch's formulas) and the skipping of frozen parameters.
+    /// A store that keeps gradients for some parameters only: the others have none and are frozen,
+    /// and the gradient block holds just the kept ones.
+    func testStoreKeepsGradientsOnlyWhereAsked() {
+        let store = ParameterStore(gradients: true, only: { $0.hasPrefix("head.") })
+        let a = store.declare("blocks.0.w", [40]), b = store.declare("head.w", [3, 5]), c = store.declare("head.b", [3])
+        store.materialise()
+        XCTAssertNil(a.grad)
+        XCTAssertFalse(a.requiresGradient)
+        XCTAssertNotNil(b.activeGrad)
+        XCTAssertNotNil(c.activeGrad)
+        XCTAssertEqual(store.gradients?.count, 32, "16-float slots for the two head tensors only")
+        XCTAssertEqual(b.offset, 48, "values keep one slot per parameter")
+        b.grad!.fill(2)
+        store.zeroGradients()
+        XCTAssertEqual(b.grad!.toArray(), [Float](repeating: 0, count: 15))
+    }
+
     func testAdamWStepAndSkipping() {
         let p = Parameter(name: "p", dims: [2]), q = Parameter(name: "q", dims: [1])
         p.value.data[0] = 1; p.value.data[1] = -2

@@ -27,6 +27,22 @@ final class VectorMathTests: XCTestCase {
         XCTAssertEqual(p.data[10], 0, accuracy: 1e-30)
     }
 
+    /// Unnormalised rows times their inverse sums give the softmax, for row lengths with and
+    /// without a tail.
+    func testExponentiateGivesSoftmaxWithInverseSums() {
+        var g = SeededGenerator(seed: 5)
+        for c in [8, 13, 3] {
+            let x = Tensor([4, c]), p = Tensor([4, c]), inverse = Tensor([4])
+            for i in 0..<x.count { x.data[i] = 4 * g.nextNormal() }
+            Softmax.forward(x.view, into: p.view)
+            Softmax.exponentiate(x.view, inverseSums: inverse.view)
+            for r in 0..<4 {
+                for j in 0..<c { XCTAssertEqual(x.data[r * c + j] * inverse.data[r], p.data[r * c + j], accuracy: 1e-7) }
+                XCTAssertEqual(x.view[r].toArray().max(), 1, "row max becomes exp(0)")
+            }
+        }
+    }
+
     func testBenchmarkRatios() {
         let e = EngineBenchmark.Report(threads: 2, figures: [
             .init(name: "vit_s16_block_forward", medianMilliseconds: 50, minimumMilliseconds: 40, gflops: nil, iterations: 3),

@@ -39,8 +39,8 @@ final class WeakTrTrainingGoldenTests: XCTestCase {
     }
 
     /// A model holding the fixture's initial weights, with its inputs and DropPath scales set.
-    static func prepare(_ c: Case) throws -> (TrainableWeakTr, WeakTrTrainingWorkspace) {
-        let model = TrainableWeakTr(config: c.config, dropPathRate: 0)
+    static func prepare(_ c: Case) throws -> (WeakTr, WeakTrTrainingWorkspace) {
+        let model = WeakTr(config: c.config, dropPathRate: 0)
         var sd: [String: Tensor] = [:]
         for (k, v) in c.tensors where k.hasPrefix("w.") { sd[String(k.dropFirst(2))] = v }
         try model.load(stateDict: sd, source: "fixture")
@@ -83,7 +83,7 @@ final class WeakTrTrainingGoldenTests: XCTestCase {
         assertClose(ws.fusionWeights, c.tensors["aaf_weights"]!, tolerance: 1e-5, "AAF weights")
         var checked = 0
         for p in model.store.parameters {
-            let key = TrainableWeakTr.referenceKey(p.name)
+            let key = WeakTr.referenceKey(p.name)
             if let want = c.tensors["g." + key] {
                 assertClose(p.grad!, want, tolerance: Self.gradientBound, "gradient of '\(key)'")
                 checked += 1
@@ -116,7 +116,7 @@ final class WeakTrTrainingGoldenTests: XCTestCase {
                                   weightDecay: c.meta["weight_decay"] as! Double)
             for prefix in ["g.", "g1.", "g2."] {
                 for p in model.store.parameters {
-                    guard let want = c.tensors[prefix + TrainableWeakTr.referenceKey(p.name)], let g = p.grad else { continue }
+                    guard let want = c.tensors[prefix + WeakTr.referenceKey(p.name)], let g = p.grad else { continue }
                     g.copy(from: want.view.reshaped(g.shape.dims))
                 }
                 optimizer.step()

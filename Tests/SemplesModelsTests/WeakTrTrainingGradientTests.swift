@@ -8,10 +8,10 @@ import SemplesEngine
 /// and coarse terms. The fine term's own detaches (ReLU(head) copy, attention maps) make its true
 /// derivative with respect to the head differ from the training gradient; a test shows that too.
 final class WeakTrTrainingGradientTests: XCTestCase {
-    static func tinyModel(pooling: WeakTrPooling) -> (TrainableWeakTr, WeakTrTrainingWorkspace) {
+    static func tinyModel(pooling: WeakTrPooling) -> (WeakTr, WeakTrTrainingWorkspace) {
         let config = WeakTrConfig(classCount: 3, embedDimension: 32, depth: 2, headCount: 2, mlpHidden: 64,
                                   reduction: 2, pooling: pooling, featureHidden: 2, gridSide: 2)
-        let model = TrainableWeakTr(config: config, dropPathRate: 0)
+        let model = WeakTr(config: config, dropPathRate: 0)
         var g = SeededGenerator(seed: 5)
         for p in model.store.parameters {
             let std: Float = p.name.contains("norm") && p.name.hasSuffix("weight") ? 0.1 : (p.shape.rank == 1 ? 0.1 : 0.3)
@@ -29,14 +29,14 @@ final class WeakTrTrainingGradientTests: XCTestCase {
     }
 
     /// Σ of the weighted terms, recomputed from scratch.
-    static func loss(_ model: TrainableWeakTr, _ ws: WeakTrTrainingWorkspace, _ w: (Float, Float, Float)) -> Double {
+    static func loss(_ model: WeakTr, _ ws: WeakTrTrainingWorkspace, _ w: (Float, Float, Float)) -> Double {
         model.forward(ws)
         let t = model.lossAndBackward(ws, gradients: false)
         return Double(w.0 * t.classToken + w.1 * t.coarse + w.2 * t.fine)
     }
 
     /// Coordinates of `names` where analytic and numeric derivatives disagree.
-    func mismatches(_ model: TrainableWeakTr, _ ws: WeakTrTrainingWorkspace, names: [String],
+    func mismatches(_ model: WeakTr, _ ws: WeakTrTrainingWorkspace, names: [String],
                     weights: (Float, Float, Float), samples: Int = 5, step: Float = 1e-2) -> [String] {
         model.store.zeroGradients()
         model.forward(ws)

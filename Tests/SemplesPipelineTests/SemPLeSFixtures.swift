@@ -35,9 +35,10 @@ enum SemPLeSFixtures {
 
     static func weakTrStateDict() throws -> [String: Tensor] { try tensors("weaktr.safetensors") }
 
+    /// The fixture's WeakTr, with gradient memory for the head stage (head and AAF).
     static func weakTr() throws -> WeakTr {
         try WeakTr(stateDict: weakTrStateDict(), classCount: classCount, reduction: 2, pooling: .max,
-                   source: "weaktr.safetensors")
+                   source: "weaktr.safetensors", gradients: .headAndFusion)
     }
 
     static func clip() throws -> CLIPModel {

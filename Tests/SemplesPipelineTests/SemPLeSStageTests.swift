@@ -13,8 +13,7 @@ final class SemPLeSStageTests: XCTestCase {
     func testBackboneAndHeadGiveTheEvalFineCAM() throws {
         let stages = try F.tensors("stages.safetensors")
         let model = try F.weakTr()
-        let head = WeakTrHeadAAF(config: model.config)
-        try head.load(stateDict: model.headAndFusionStateDict(), path: "weaktr.safetensors")
+        let head = WeakTrHeadAAF(model: model)
         let features = WeakTrBackboneFeatures(), cache = WeakTrHeadAAF.Cache()
         let images = stages["images"]!
         let want = stages["a.fine"]!   // [B, C, 4, 4]
@@ -85,8 +84,7 @@ final class SemPLeSStageTests: XCTestCase {
     private func segmentStep(_ stage: String) throws -> (SegmentStep, [String: Tensor]) {
         let stages = try F.tensors("stages.safetensors")
         let model = try F.weakTr()
-        let head = WeakTrHeadAAF(config: model.config)
-        try head.load(stateDict: model.headAndFusionStateDict(), path: "weaktr.safetensors")
+        let head = WeakTrHeadAAF(model: model)
         let clip = try F.clip()
         let step = SegmentStep(backbone: model, head: head, clip: clip, classText: F.classText(clip, stages),
                                refinePrompts: stage == "c" ? stages["btp_features"]! : nil, hypers: F.hypers[stage]!,
@@ -97,10 +95,10 @@ final class SemPLeSStageTests: XCTestCase {
     private func checkSegmentStage(_ stage: String) throws {
         let (step, stages) = try segmentStep(stage)
         let want = try F.terms()[stage]!
-        let optimizer = AdamW(parameters: step.head.store.parameters, learningRate: F.learningRates[stage]!,
+        let optimizer = AdamW(parameters: step.head.parameters, learningRate: F.learningRates[stage]!,
                               weightDecay: F.weightDecay)
         for iteration in 0..<3 {
-            step.head.store.zeroGradients()
+            step.head.zeroGradients()
             var generator: SeededGenerator? = nil
             let terms = step.run(images: stages["images"]!.view, labels: stages["labels"]!.view, generator: &generator)
             if iteration == 0 {
@@ -109,14 +107,14 @@ final class SemPLeSStageTests: XCTestCase {
                 XCTAssertEqual(Double(terms.btm), want["btm"]!, accuracy: 1e-4, "stage \(stage) L_BTM")
                 XCTAssertEqual(Double(terms.total), want["loss"]!, accuracy: 3e-4, "stage \(stage) loss")
                 if stage == "c" { XCTAssertEqual(Double(terms.refine), want["refine"]!, accuracy: 1e-4, "L_refine") }
-                for p in step.head.store.parameters {
+                for p in step.head.parameters {
                     let error = F.maxRelativeError(p.grad!, stages["\(stage).grad.\(p.name)"]!)
                     XCTAssertLessThan(error, 1e-3, "stage \(stage) gradient of \(p.name)")
                 }
             }
             optimizer.step()
         }
-        for p in step.head.store.parameters {
+        for p in step.head.parameters {
             let error = F.maxRelativeError(p.value, stages["\(stage).after.\(p.name)"]!)
             XCTAssertLessThan(error, 1e-4, "stage \(stage) \(p.name) after 3 AdamW steps")
         }
@@ -154,8 +152,7 @@ final class SemPLeSStageTests: XCTestCase {
     func testHeadBackwardMatchesFiniteDifferences() throws {
         let stages = try F.tensors("stages.safetensors")
         let model = try F.weakTr()
-        let head = WeakTrHeadAAF(config: model.config)
-        try head.load(stateDict: model.headAndFusionStateDict(), path: "weaktr.safetensors")
+        let head = WeakTrHeadAAF(model: model)
         let features = WeakTrBackboneFeatures(), cache = WeakTrHeadAAF.Cache()
         model.backboneFeatures(stages["images"]!.view[0], into: features)
         var g = SeededGenerator(seed: 3)
@@ -168,9 +165,9 @@ final class SemPLeSStageTests: XCTestCase {
             return s
         }
         _ = loss()
-        head.store.zeroGradients()
+        head.zeroGradients()
         head.backward(r.view, features: features, cache: cache)
-        for p in head.store.parameters {
+        for p in head.parameters {
             for i in Set([0, p.count / 2, p.count - 1]) {
                 let step: Float = 1e-2 * max(1, abs(p.value.data[i]))
                 let saved = p.value.data[i]

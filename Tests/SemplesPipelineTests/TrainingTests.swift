@@ -40,8 +40,8 @@ final class TrainingTests: XCTestCase {
         for x in list { t[x.name] = x.tensor }
         let config = WeakTrConfig(classCount: 4, embedDimension: 48, depth: 2, headCount: 3, mlpHidden: 192,
                                   reduction: 2, pooling: .max, featureHidden: 2, gridSide: 3)
-        func fresh() throws -> (TrainableWeakTr, WeakTrTrainingWorkspace) {
-            let model = TrainableWeakTr(config: config, dropPathRate: 0)
+        func fresh() throws -> (WeakTr, WeakTrTrainingWorkspace) {
+            let model = WeakTr(config: config, dropPathRate: 0)
             var sd: [String: Tensor] = [:]
             for (k, v) in t where k.hasPrefix("w.") { sd[String(k.dropFirst(2))] = v }
             try model.load(stateDict: sd, source: "fixture")
@@ -50,7 +50,7 @@ final class TrainingTests: XCTestCase {
             ws.targetBuffer.copy(from: t["targets"]!.view)
             return (model, ws)
         }
-        func step(_ model: TrainableWeakTr, _ ws: WeakTrTrainingWorkspace, _ opt: AdamW) {
+        func step(_ model: WeakTr, _ ws: WeakTrTrainingWorkspace, _ opt: AdamW) {
             model.store.zeroGradients()
             model.forward(ws)
             model.lossAndBackward(ws)

@@ -118,9 +118,29 @@ public enum Softmax {
         }
     }
 
+    /// Unnormalised softmax of each row of s: [R, C], in place: s ← exp(s − rowmax) and
+    /// inverseSums[r] = 1 / Σ_c s[r, c]. For callers that fold the normalisation into what they
+    /// compute from the rows (WeakTr's attention scales the A·V rows), which saves a pass over s.
+    public static func exponentiate(_ s: TensorView, inverseSums: TensorView) {
+        let c = s.shape[s.shape.rank - 1]
+        let rows = s.count / max(c, 1)
+        precondition(inverseSums.count == rows, "exponentiate \(s.shape): inverse sums \(inverseSums.shape)")
+        let sp = s.data, ip = inverseSums.data
+        Parallel.forRanges(rows, grain: max(1, 16_384 / max(c, 1))) { r in
+            for i in r { ip[i] = exponentiateRow(sp + i * c, sp + i * c, c) }
+        }
+    }
+
     /// Softmax of one row of length c (p may alias x).
     @inline(__always)
     public static func row(_ x: UnsafePointer<Float>, _ p: UnsafeMutablePointer<Float>, _ c: Int) {
+        let inv = exponentiateRow(x, p, c)
+        map8(c) { j, lanes in storePartial(loadPartial(p + j, lanes) * inv, p + j, lanes) }
+    }
+
+    /// p = exp(x − max x) over one row of length c (p may alias x); returns 1 / Σ p.
+    @inline(__always)
+    static func exponentiateRow(_ x: UnsafePointer<Float>, _ p: UnsafeMutablePointer<Float>, _ c: Int) -> Float {
         var m8 = Float8(repeating: -.infinity)
         map8(c) { j, lanes in
             let v = loadPartial(x + j, lanes, pad: -.infinity)
@@ -134,8 +154,7 @@ public enum Softmax {
             sum8 += z
             storePartial(z, p + j, lanes)
         }
-        let inv = 1 / sum8.sum()
-        map8(c) { j, lanes in storePartial(loadPartial(p + j, lanes) * inv, p + j, lanes) }
+        return 1 / sum8.sum()
     }
 
     /// dx (+)= p ⊙ (dp − rowsum(dp ⊙ p)). dx may alias dp when accumulate is false.

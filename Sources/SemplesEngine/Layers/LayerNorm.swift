@@ -20,13 +20,14 @@ public struct LayerNorm: Sendable {
                   bias: store.declare(name + ".bias", [channels]), eps: eps)
     }
 
-    /// x, y: [N, C]; mean, rstd: [N] saved for backward. Overwrites y (y may alias x).
-    public func forward(_ x: TensorView, into y: TensorView, mean: TensorView, rstd: TensorView) {
+    /// x, y: [N, C]; mean, rstd: [N] saved for backward, or nil in inference. Overwrites y (y may
+    /// alias x). Rows are spread over the workers; called inside a parallel loop, it runs serially.
+    public func forward(_ x: TensorView, into y: TensorView, mean: TensorView? = nil, rstd: TensorView? = nil) {
         let c = channels
         let n = x.count / c
-        precondition(x.count == n * c && y.count == x.count && mean.count == n && rstd.count == n,
-                     "LayerNorm(\(c)): x \(x.shape), y \(y.shape), mean \(mean.shape), rstd \(rstd.shape)")
-        let xp = x.data, yp = y.data, mp = mean.data, rp = rstd.data
+        precondition(x.count == n * c && y.count == x.count && (mean?.count ?? n) == n && (rstd?.count ?? n) == n,
+                     "LayerNorm(\(c)): x \(x.shape), y \(y.shape), mean \(mean?.shape.description ?? "nil"), rstd \(rstd?.shape.description ?? "nil")")
+        let xp = x.data, yp = y.data, mp = mean?.data, rp = rstd?.data
         let wp = weight.value.data, bp = bias.value.data
         let eps = self.eps
         Parallel.forRanges(n, grain: max(1, 8192 / c)) { rows in
@@ -41,8 +42,8 @@ public struct LayerNorm: Sendable {
                     v8 += lanes == 8 ? d * d : (d * d).replacing(with: 0, where: SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) .>= Int32(lanes))
                 }
                 let r = 1 / (v8.sum() / Float(c) + eps).squareRoot()
-                mp[i] = m
-                rp[i] = r
+                mp?[i] = m
+                rp?[i] = r
                 map8(c) { j, lanes in
                     let xh = (loadPartial(xr + j, lanes) - m) * r
                     storePartial(xh * loadPartial(wp + j, lanes) + loadPartial(bp + j, lanes), yr + j, lanes)
@@ -88,23 +89,15 @@ public struct LayerNorm: Sendable {
         guard parameterGradients else { return }
         let gw = weight.activeGrad, gb = bias.activeGrad
         if gw == nil && gb == nil { return }
-        // Column blocks are independent: each worker owns a slice of channels and walks all rows.
-        let blocks = (c + 63) / 64
-        Parallel.forEachWithoutBLAS(blocks) { blk in
-            let lo = blk * 64, hi = min(c, lo + 64)
-            var j = lo
-            while j < hi {
-                let lanes = min(8, hi - j)
-                var aw = Float8(repeating: 0), ab = Float8(repeating: 0)
-                for i in 0..<n {
-                    let g = loadPartial(dyp + i * c + j, lanes)
-                    aw += g * ((loadPartial(xp + i * c + j, lanes) - mp[i]) * rp[i])
-                    ab += g
-                }
-                if let gw = gw { storePartial(aw + loadPartial(gw.data + j, lanes), gw.data + j, lanes) }
-                if let gb = gb { storePartial(ab + loadPartial(gb.data + j, lanes), gb.data + j, lanes) }
-                j += 8
+        forEachColumnLanes(c) { j, lanes in
+            var aw = Float8(repeating: 0), ab = Float8(repeating: 0)
+            for i in 0..<n {
+                let g = loadPartial(dyp + i * c + j, lanes)
+                aw += g * ((loadPartial(xp + i * c + j, lanes) - mp[i]) * rp[i])
+                ab += g
             }
+            if let gw = gw { storePartial(aw + loadPartial(gw.data + j, lanes), gw.data + j, lanes) }
+            if let gb = gb { storePartial(ab + loadPartial(gb.data + j, lanes), gb.data + j, lanes) }
         }
     }
 }

@@ -78,17 +78,20 @@ public func sumRows(_ dy: TensorView, into g: TensorView) {
     let n = dy.count / max(c, 1)
     precondition(n * c == dy.count, "sumRows \(dy.shape) into \(g.shape)")
     let dp = dy.data, gp = g.data
-    // Column blocks are independent, so split columns over workers.
+    forEachColumnLanes(c) { j, lanes in
+        var acc = Float8(repeating: 0)
+        for i in 0..<n { acc += loadPartial(dp + i * c + j, lanes) }
+        storePartial(acc + loadPartial(gp + j, lanes), gp + j, lanes)
+    }
+}
+
+/// Runs body(j, lanes) for the 8-lane column groups j, j + 8, … of 0..<c (lanes < 8 only for the
+/// last), in 64-column blocks spread over the workers: for column reductions over all rows, where
+/// each worker owns its columns and so never races. The body must not call BLAS.
+func forEachColumnLanes(_ c: Int, _ body: (Int, Int) -> Void) {
     let blocks = (c + 63) / 64
     Parallel.forEachWithoutBLAS(blocks) { blk in
-        let lo = blk * 64, hi = min(c, lo + 64)
-        var j = lo
-        while j < hi {
-            let lanes = min(8, hi - j)
-            var acc = Float8(repeating: 0)
-            for i in 0..<n { acc += loadPartial(dp + i * c + j, lanes) }
-            storePartial(acc + loadPartial(gp + j, lanes), gp + j, lanes)
-            j += 8
-        }
+        let hi = min(c, blk * 64 + 64)
+        for j in stride(from: blk * 64, to: hi, by: 8) { body(j, min(8, hi - j)) }
     }
 }

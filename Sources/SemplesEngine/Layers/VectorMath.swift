@@ -96,3 +96,13 @@ public typealias Float8 = SIMD8<Float>
     if lanes == 8 { store8(v, p); return }
     for l in 0..<lanes { p[l] = v[l] }
 }
+
+/// y = xᵀ: x [R, C] → y [C, R] (token rows to channel planes and back). Overwrites y.
+public func transpose(_ x: TensorView, into y: TensorView) {
+    let R = x.shape[0], C = x.count / max(R, 1)
+    precondition(y.count == x.count && R * C == x.count && x.data != y.data, "transpose \(x.shape) into \(y.shape)")
+    let xp = x.data, yp = y.data
+    for r in 0..<R {
+        for c in 0..<C { yp[c * R + r] = xp[r * C + c] }
+    }
+}

@@ -27,26 +27,4 @@ public enum Checkpoints {
         guard !dict.isEmpty else { throw FormatError(path, "holds no tensors; expected a WeakTr state dict") }
         return dict
     }
-
-    /// CAMs of `ids` at `scales` (with flips) from `model`, scored against the ground truth with the
-    /// greedy threshold sweep from `start` (spec §4.4, §6), logged in one line. `stoppable`: a stop
-    /// request ends the evaluation (and the job) between images.
-    static func evaluateCAMs(model: WeakTr, dataset: SegmentationDataset, ids: [String], scales: [Double],
-                             start: Int, context: JobContext, stoppable: Bool) throws -> EvaluationMetrics {
-        let generator = CAMGenerator(model: model, scales: scales)
-        var evaluator = try CAMEvaluator(dataSet: dataset.kind == .voc12 ? .voc : .coco, mode: .curve(start: start, end: 60))
-        let started = Date()
-        for id in ids {
-            if stoppable { try context.checkStop() }
-            let image = try ImageIO.read(dataset.imagePath(id))
-            let cams = generator.cams(for: image, labels: dataset.labelVector(id)!)
-            let gt = try ImageIO.readLabels(dataset.groundTruthPath(id))
-            try evaluator.add(cams: cams, groundTruth: gt.pixels, height: gt.height, width: gt.width,
-                              source: dataset.imagePath(id))
-        }
-        let metrics = evaluator.metrics()
-        context.log(String(format: "CAM evaluation: mIoU %.2f%% at t=%.2f over %d images (%@)", metrics.bestMeanIoU * 100,
-                           metrics.bestThreshold, ids.count, formatDuration(Date().timeIntervalSince(started))))
-        return metrics
-    }
 }

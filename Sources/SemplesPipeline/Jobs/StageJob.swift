@@ -163,8 +163,8 @@ public struct StageJob: Job {
                          context: JobContext) throws -> (miou: Double, threshold: Double) {
         let model = try WeakTr(stateDict: dict, classCount: classCount, reduction: reduction, pooling: pooling,
                                source: "trained weights")
-        let metrics = try Checkpoints.evaluateCAMs(model: model, dataset: dataset, ids: ids, scales: scales, start: start,
-                                                   context: context, stoppable: true)
+        let metrics = try EpochCAMEvaluation.run(model: model, dataset: dataset, ids: ids, scales: scales, start: start,
+                                                 context: context, checkStop: context.checkStop)
         return (metrics.bestMeanIoU, metrics.bestThreshold)
     }
 }

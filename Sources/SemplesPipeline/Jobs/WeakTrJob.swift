@@ -76,7 +76,7 @@ public struct WeakTrJob: Job {
 
         let config = Self.config(m)
         let settings = Self.settings(m)
-        let model = TrainableWeakTr(config: config, dropPathRate: Float(w.dropPath))
+        let model = WeakTr(config: config, dropPathRate: Float(w.dropPath))
         let loader = TrainingBatchLoader(imagePaths: ids.map { train.imagePath($0) },
                                          labels: ids.map { train.labelVector($0)! }, batchSize: w.batchSize,
                                          transform: try Self.augmentation(w, file: m.file), seed: UInt64(m.seed))
@@ -165,7 +165,7 @@ public struct WeakTrJob: Job {
     }
 
     /// From scratch (spec §2.1.1) or from DeiT ImageNet weights (`finetune`, spec §4.3).
-    static func initialise(_ model: TrainableWeakTr, manifest m: Manifest, context: JobContext) throws {
+    static func initialise(_ model: WeakTr, manifest m: Manifest, context: JobContext) throws {
         var dict: [String: Tensor] = [:]
         for (name, t) in WeakTrInitializer.stateDict(config: model.config, seed: UInt64(m.seed)) { dict[name] = t }
         if let path = m.weaktr!.finetune {
@@ -179,10 +179,13 @@ public struct WeakTrJob: Job {
     }
 
     /// CAMs at the evaluation scales (with flips) on the current weights, then the greedy sweep.
-    static func evaluate(model: TrainableWeakTr, dataset: SegmentationDataset, ids: [String], scales: [Double],
+    static func evaluate(model: WeakTr, dataset: SegmentationDataset, ids: [String], scales: [Double],
                          start: Int, context: JobContext) throws -> EvaluationMetrics {
-        try Checkpoints.evaluateCAMs(model: try model.evaluationModel(), dataset: dataset, ids: ids, scales: scales,
-                                     start: start, context: context, stoppable: false)
+        // The training model itself generates the CAMs; its inference workspace is let go afterwards
+        // so that the training steps do not carry it.
+        defer { model.releaseInferenceWorkspace() }
+        return try EpochCAMEvaluation.run(model: model, dataset: dataset, ids: ids, scales: scales, start: start,
+                                          context: context)
     }
 
     /// train_log.txt (one JSON line per epoch), loss_curve.png, miou_per_epoch.png.

@@ -80,6 +80,7 @@ public final class SegmentStep {
     public init(backbone: WeakTr, head: WeakTrHeadAAF, clip: CLIPModel, classText: Tensor, refinePrompts: Tensor?,
                 hypers: [Float], epsilon: Float = SemPLeSMasks.segmentEpsilon, pairsPerPass: Int = 4) {
         precondition(hypers.count >= (refinePrompts == nil ? 1 : 2), "stage (\(refinePrompts == nil ? "a" : "c")) needs \(refinePrompts == nil ? 1 : 2) hypers")
+        precondition(head.model === backbone, "the head stage must train the backbone model's own head")
         self.backbone = backbone
         self.head = head
         self.clip = clip

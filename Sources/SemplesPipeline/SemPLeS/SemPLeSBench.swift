@@ -46,9 +46,9 @@ public enum SemPLeSBenchSection {
         let config = WeakTrConfig.deitSmall(classCount: C)
         var dict: [String: Tensor] = [:]
         for (k, v) in WeakTrInitializer.stateDict(config: config, seed: 1) { dict[k] = v }
-        let backbone = try WeakTr(stateDict: dict, classCount: C, reduction: 8, pooling: .max, source: "bench")
-        let head = WeakTrHeadAAF(config: backbone.config)
-        try head.load(stateDict: dict, path: "bench")
+        let backbone = try WeakTr(stateDict: dict, classCount: C, reduction: 8, pooling: .max, source: "bench",
+                                  gradients: .headAndFusion)
+        let head = WeakTrHeadAAF(model: backbone)
         let clip = randomCLIP(seed: 2)
         var g = SeededGenerator(seed: 3)
         let classText = Tensor([C, 512])
@@ -60,7 +60,7 @@ public enum SemPLeSBenchSection {
 
         let step = SegmentStep(backbone: backbone, head: head, clip: clip, classText: classText, refinePrompts: nil,
                                hypers: [2.4], pairsPerPass: 4)
-        let optimizer = AdamW(parameters: head.store.parameters, learningRate: 6.4e-5, weightDecay: 0.03)
+        let optimizer = AdamW(parameters: head.parameters, learningRate: 6.4e-5, weightDecay: 0.03)
         func timeIt(_ body: () -> Void) -> Double {
             var times: [Double] = []
             for _ in 0..<(iterations + 1) {
@@ -73,7 +73,7 @@ public enum SemPLeSBenchSection {
         }
         log("semples: stage (a) iteration, batch \(batch), 12 pairs")
         let a = timeIt {
-            head.store.zeroGradients()
+            head.zeroGradients()
             var gen: SeededGenerator? = SeededGenerator(seed: 4)
             _ = step.run(images: images.view, labels: labels.view, generator: &gen)
             optimizer.step()

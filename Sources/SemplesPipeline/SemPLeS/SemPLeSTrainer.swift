@@ -108,8 +108,8 @@ public final class SemPLeSTrainer {
     let imageSize: Int
     let segment: SegmentStep?
     let promptStep: PromptStep?
-    let startStateDict: [String: Tensor]
-    let keyOrder: [String]
+    /// The WeakTr of the stage; (a)/(c) train its head and AAF in place.
+    let model: WeakTr
     public let optimizer: AdamW
 
     /// Per-epoch CAM evaluation of a full WeakTr state dict → (mIoU, threshold); (a)/(c) only.
@@ -136,10 +136,10 @@ public final class SemPLeSTrainer {
         self.outputFolder = outputFolder
         self.classCount = classCount
         imageSize = clip.config.imageResolution
-        startStateDict = weakTrStateDict
+        // Stages (a) and (c) train the model's head and AAF in place (spec §3.5).
         let model = try WeakTr(stateDict: weakTrStateDict, classCount: classCount, reduction: reduction, pooling: pooling,
-                               source: path)
-        keyOrder = model.config.expectedShapes.map { $0.0 }
+                               source: path, gradients: settings.stage == .b ? .none : .headAndFusion)
+        self.model = model
         let hypers = settings.hypers.map { Float($0) }
         let lr = settings.schedule.learningRate(forEpoch: 0)
         switch settings.stage {
@@ -159,13 +159,12 @@ public final class SemPLeSTrainer {
                 normaliseRows(features.view)
                 refine = features
             }
-            let head = WeakTrHeadAAF(config: model.config)
-            try head.load(stateDict: weakTrStateDict, path: path)
+            let head = WeakTrHeadAAF(model: model)
             segment = SegmentStep(backbone: model, head: head, clip: clip, classText: classText, refinePrompts: refine,
                                   hypers: hypers, pairsPerPass: settings.pairsPerPass)
             segment!.dropPathRate = Float(settings.dropPath)
             promptStep = nil
-            optimizer = AdamW(parameters: head.store.parameters, learningRate: lr, weightDecay: settings.weightDecay)
+            optimizer = AdamW(parameters: head.parameters, learningRate: lr, weightDecay: settings.weightDecay)
         case .b:
             var g = SeededGenerator(seed: settings.seed ^ 0xB7B)
             let prompts = BackgroundPrompts(classCount: classCount, length: settings.promptLength,
@@ -182,9 +181,7 @@ public final class SemPLeSTrainer {
 
     /// The full WeakTr state dict with the trained head and AAF, in checkpoint order (a, c).
     public func modelStateDict() -> [(String, TensorView)] {
-        var dict = startStateDict.mapValues { $0.view }
-        if let head = segment?.head { for p in head.store.parameters { dict[p.name] = p.value } }
-        return keyOrder.compactMap { k in dict[k].map { (k, $0) } }
+        model.stateDict()
     }
 
     /// Runs (or resumes) the stage to the end. Returns the final state.

@@ -72,14 +72,14 @@ public struct WeakTrTrainingState: Codable, Equatable, Sendable {
 
 /// The training loop pieces shared by the job, the resume test and the benchmark.
 public final class WeakTrTrainer {
-    public let model: TrainableWeakTr
+    public let model: WeakTr
     public let settings: WeakTrTrainingSettings
     public let optimizer: AdamW
     public let loader: TrainingBatchLoader
     public let workspace: WeakTrTrainingWorkspace
     public var state = WeakTrTrainingState()
 
-    public init(model: TrainableWeakTr, settings: WeakTrTrainingSettings, loader: TrainingBatchLoader) {
+    public init(model: WeakTr, settings: WeakTrTrainingSettings, loader: TrainingBatchLoader) {
         precondition(loader.batchSize == settings.batchSize, "loader batch \(loader.batchSize) vs \(settings.batchSize)")
         self.model = model
         self.settings = settings

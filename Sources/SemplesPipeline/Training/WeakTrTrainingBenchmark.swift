@@ -40,7 +40,7 @@ public enum WeakTrTrainingBenchmark {
                                   headCount: o.headCount, mlpHidden: 4 * o.embedDimension, reduction: 8,
                                   pooling: .max, featureHidden: o.embedDimension / o.headCount / 8,
                                   gridSide: o.inputSize / 16)
-        let model = TrainableWeakTr(config: config, dropPathRate: Float(o.dropPath))
+        let model = WeakTr(config: config, dropPathRate: Float(o.dropPath))
         var dict: [String: Tensor] = [:]
         for (name, t) in WeakTrInitializer.stateDict(config: config, seed: o.seed) { dict[name] = t }
         try model.load(stateDict: dict, source: "<random>")

@@ -17,13 +17,9 @@ public final class WeakTrTrainingWorkspace {
     let caches: [TransformerBlock.Cache]
     let scratch: TransformerBlock.Scratch
     let pooled: TensorView            // [B, L, D]      token pooling of each block's attention output
-    let features: TensorView          // [B·ch, hd]     AAF input, channel j = g·L + l (spec §2.1.4)
-    let featureHidden: TensorView     // [B·ch, fh]
-    let scores: TensorView            // [B, ch]
-    let channelPre: TensorView        // [B, hidden]
-    let channelHidden: TensorView     // [B, hidden]   ReLU
-    let channelOut: TensorView        // [B, ch]       before the sigmoid
-    public let fusionWeights: TensorView  // [B, ch]  w
+    let fusion: AdaptiveAttentionFusion.Cache
+    /// [B, ch] the AAF weights w.
+    public var fusionWeights: TensorView { fusion.weights }
     let headInput: TensorView         // [B, D, g, g]  patch tokens as NCHW
     let headColumns: TensorView       // [B·P, D·9]
     public let logits: TensorView     // [B, C, P]     head output before ReLU
@@ -42,9 +38,7 @@ public final class WeakTrTrainingWorkspace {
     let camGradient: TensorView          // [B, C, P]
     let fusedGradient: TensorView        // [B, N, N]
     let weightGradient: TensorView       // [B, ch]  ∂L/∂w, then ∂L/∂(pre-sigmoid)
-    let channelHiddenGradient: TensorView  // [B, hidden]
-    let scoreGradient: TensorView        // [B, ch]
-    let featureHiddenGradient: TensorView  // [B·ch, fh]
+    let fusionScratch: AdaptiveAttentionFusion.Scratch
     let logitGradient: TensorView        // [B, C, P]
     let headInputGradient: TensorView    // [B, D, g, g]
     let headColumnGradient: TensorView   // [B·P, D·9]
@@ -52,27 +46,27 @@ public final class WeakTrTrainingWorkspace {
     let patchTokenGradient: TensorView   // [B, P, D]
 
     /// Floats of arena the workspace for `batch` takes.
-    public static func floats(model: TrainableWeakTr, batch B: Int) -> Int {
+    public static func floats(model: WeakTr, batch B: Int) -> Int {
         let c = model.config
         let D = c.embedDimension, C = c.classCount, g = c.gridSide, P = g * g, N = C + P
-        let ch = c.channelCount, hd = c.headDimension, fh = c.featureHidden, hidden = c.channelHidden
+        let ch = c.channelCount
         let F = c.mlpHidden, H = c.headCount, S = g * 16
         func r(_ n: Int) -> Int { (n + 15) & ~15 }
         let cache = 7 * r(B * N * D) + 4 * r(B * N) + r(B * N * 3 * D) + r(B * H * N * N) + 2 * r(B * N * F) + 2 * r(B)
         let scratch = r(B * N * 3 * D) + r(B * N * D) + r(B * H * N * N) + 3 * r(B * N * D) + r(B * N * F)
         var t = r(B * 3 * S * S) + r(B * C) + r(B * P * 768) + r(B * P * D) + (c.depth + 1) * r(B * N * D)
         t += c.depth * cache + scratch
-        t += r(B * c.depth * D) + r(B * ch * hd) + r(B * ch * fh) + 3 * r(B * ch) + 2 * r(B * hidden) + r(B * ch)
+        t += r(B * c.depth * D) + AdaptiveAttentionFusion.floats(config: c, batch: B, backward: true)
         t += r(B * D * P) + r(B * P * D * 9) + r(B * C * P) + r(B * N * N) + 2 * r(B * C * P) + 3 * r(B * C)
-        t += 3 * r(B * C) + 2 * r(B * C * P) + r(B * N * N) + r(B * ch) + r(B * hidden) + r(B * ch) + r(B * ch * fh)
+        t += 3 * r(B * C) + 2 * r(B * C * P) + r(B * N * N) + r(B * ch)
         t += r(B * C * P) + r(B * D * P) + r(B * P * D * 9) + 2 * r(B * N * D) + r(B * P * D)
         return t + 64
     }
 
-    init(model: TrainableWeakTr, batch B: Int, arena a: Arena) {
+    init(model: WeakTr, batch B: Int, arena a: Arena) {
         let c = model.config
         let D = c.embedDimension, C = c.classCount, g = c.gridSide, P = g * g, N = C + P
-        let ch = c.channelCount, hd = c.headDimension, fh = c.featureHidden, hidden = c.channelHidden
+        let ch = c.channelCount
         let S = g * 16
         batch = B
         patches = P
@@ -85,13 +79,7 @@ public final class WeakTrTrainingWorkspace {
         caches = model.blocks.map { $0.makeCache(a, batch: B, tokens: N) }
         scratch = model.blocks[0].makeScratch(a, batch: B, tokens: N)
         pooled = a.allocate([B, c.depth, D])
-        features = a.allocate([B * ch, hd])
-        featureHidden = a.allocate([B * ch, fh])
-        scores = a.allocate([B, ch])
-        channelPre = a.allocate([B, hidden])
-        channelHidden = a.allocate([B, hidden])
-        channelOut = a.allocate([B, ch])
-        fusionWeights = a.allocate([B, ch])
+        fusion = model.fusion.makeCache(a, batch: B)
         headInput = a.allocate([B, D, g, g])
         headColumns = a.allocate(model.head.columnsShape(batch: B, height: g, width: g))
         logits = a.allocate([B, C, P])
@@ -108,9 +96,7 @@ public final class WeakTrTrainingWorkspace {
         camGradient = a.allocate([B, C, P])
         fusedGradient = a.allocate([B, N, N])
         weightGradient = a.allocate([B, ch])
-        channelHiddenGradient = a.allocate([B, hidden])
-        scoreGradient = a.allocate([B, ch])
-        featureHiddenGradient = a.allocate([B * ch, fh])
+        fusionScratch = model.fusion.makeScratch(a, batch: B)
         logitGradient = a.allocate([B, C, P])
         headInputGradient = a.allocate([B, D, g, g])
         headColumnGradient = a.allocate(model.head.columnsShape(batch: B, height: g, width: g))
@@ -126,6 +112,11 @@ public final class WeakTrTrainingWorkspace {
     /// training forward (or to be set by the caller before `forward(dropPath: .fixed)`).
     public func dropPathScales(block l: Int) -> (attention: TensorView, mlp: TensorView) {
         (caches[l].attentionScales, caches[l].mlpScales)
+    }
+    /// The attention map of AAF channel j = head·L + layer of image b: [N, N] (spec §2.1.4).
+    func attentionMap(image b: Int, channel j: Int) -> UnsafePointer<Float> {
+        let L = caches.count, H = caches[0].probabilities.shape[1]
+        return UnsafePointer(caches[j % L].probabilities.data + (b * H + j / L) * tokens * tokens)
     }
     /// The attention probabilities of block l: [B, H, N, N].
     public func attentionProbabilities(block l: Int) -> TensorView { caches[l].probabilities }

@@ -1,6 +1,4 @@
 import Foundation
-import SemplesEngine
-import SemplesFormats
 
 /// How AAF pools the attention-output features over the tokens (`--pool-type`).
 public enum WeakTrPooling: String, Sendable, CaseIterable {
@@ -119,92 +117,26 @@ public struct WeakTrLoadError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// The parameters of one transformer block, in PyTorch's [out, in] layout.
-struct WeakTrBlockWeights {
-    let norm1Weight, norm1Bias: Tensor      // [D]
-    let qkvWeight: Tensor                   // [3D, D]
-    let qkvBias: Tensor                     // [3D]
-    let projWeight: Tensor                  // [D, D]
-    let projBias: Tensor                    // [D]
-    let norm2Weight, norm2Bias: Tensor      // [D]
-    let fc1Weight: Tensor                   // [4D, D]
-    let fc1Bias: Tensor                     // [4D]
-    let fc2Weight: Tensor                   // [D, 4D]
-    let fc2Bias: Tensor                     // [D]
-}
-
-/// All WeakTr parameters. State-dict key strings live only here.
-struct WeakTrWeights {
-    let classToken: Tensor                  // [1, C, D]
-    let positionEmbedding: Tensor           // [1, C + grid², D]
-    let patchWeight: Tensor                 // [D, 3·16·16] (conv weight flattened c, ky, kx)
-    let patchBias: Tensor                   // [D]
-    let blocks: [WeakTrBlockWeights]
-    let finalNormWeight, finalNormBias: Tensor  // [D], loaded, never applied (spec §2.1.1)
-    let headTaps: Tensor                    // [9, C, D]: head.weight[c, d, ky, kx] at tap ky·3 + kx
-    let headBias: Tensor                    // [C]
-    let channelDown: Tensor                 // [L·H/r, L·H]   attn_head_ffn.0
-    let channelUp: Tensor                   // [L·H, L·H/r]   attn_head_ffn.2
-    let featureDown: Tensor                 // [hd/8, hd]     attn_feat_ffn.0
-    let featureDownBias: Tensor             // [hd/8]
-    let featureOut: Tensor                  // [1, hd/8]      attn_feat_ffn.1
-    let featureOutBias: Tensor              // [1]
-
-    /// Checks every key and shape against `config` and throws once with all problems.
-    init(stateDict: [String: Tensor], config: WeakTrConfig, path: String) throws {
+extension WeakTrConfig {
+    /// Every missing, unexpected and mis-shaped key of a state dict with these tensor shapes, and an
+    /// AAF reduction that leaves no hidden units; empty when the state dict fits (spec §7.1).
+    public func loadProblems(shapes: [String: [Int]]) -> [String] {
         var problems: [String] = []
-        let expected = config.expectedShapes
-        let expectedNames = Set(expected.map { $0.0 })
+        let expected = expectedShapes
         for (name, shape) in expected {
-            guard let t = stateDict[name] else {
+            guard let found = shapes[name] else {
                 problems.append("missing in file: '\(name)' (in model \(shape))")
                 continue
             }
-            if t.shape.dims != shape {
-                problems.append("shape mismatch for '\(name)': in file \(t.shape.dims), in model \(shape)")
-            }
+            if found != shape { problems.append("shape mismatch for '\(name)': in file \(found), in model \(shape)") }
         }
-        for name in stateDict.keys.sorted() where !expectedNames.contains(name) {
-            problems.append("unexpected in file: '\(name)' \(stateDict[name]!.shape.dims) (not in model)")
+        let names = Set(expected.map { $0.0 })
+        for name in shapes.keys.sorted() where !names.contains(name) {
+            problems.append("unexpected in file: '\(name)' \(shapes[name]!) (not in model)")
         }
-        if config.channelHidden < 1 {
-            problems.append("reduction \(config.reduction) leaves no AAF hidden units for \(config.channelCount) channels")
+        if channelHidden < 1 {
+            problems.append("reduction \(reduction) leaves no AAF hidden units for \(channelCount) channels")
         }
-        guard problems.isEmpty else { throw WeakTrLoadError(path: path, problems: problems) }
-
-        func t(_ name: String) -> Tensor { stateDict[name]! }
-        let D = config.embedDimension, C = config.classCount
-        classToken = t("cls_token")
-        positionEmbedding = t("pos_embed")
-        let pw = t("patch_embed.proj.weight")
-        patchWeight = Tensor([D, 3 * 16 * 16])
-        patchWeight.view.copy(from: pw.view.reshaped([D, 3 * 16 * 16]))
-        patchBias = t("patch_embed.proj.bias")
-        blocks = (0..<config.depth).map { i in
-            let p = "blocks.\(i)."
-            return WeakTrBlockWeights(
-                norm1Weight: t(p + "norm1.weight"), norm1Bias: t(p + "norm1.bias"),
-                qkvWeight: t(p + "attn.qkv.weight"), qkvBias: t(p + "attn.qkv.bias"),
-                projWeight: t(p + "attn.proj.weight"), projBias: t(p + "attn.proj.bias"),
-                norm2Weight: t(p + "norm2.weight"), norm2Bias: t(p + "norm2.bias"),
-                fc1Weight: t(p + "mlp.fc1.weight"), fc1Bias: t(p + "mlp.fc1.bias"),
-                fc2Weight: t(p + "mlp.fc2.weight"), fc2Bias: t(p + "mlp.fc2.bias"))
-        }
-        finalNormWeight = t("norm.weight")
-        finalNormBias = t("norm.bias")
-        let hw = t("head.weight")
-        headTaps = Tensor([9, C, D])
-        for c in 0..<C {
-            for d in 0..<D {
-                for tap in 0..<9 { headTaps.data[(tap * C + c) * D + d] = hw.data[(c * D + d) * 9 + tap] }
-            }
-        }
-        headBias = t("head.bias")
-        channelDown = t("adaptive_attention_fusion.attn_head_ffn.0.weight")
-        channelUp = t("adaptive_attention_fusion.attn_head_ffn.2.weight")
-        featureDown = t("adaptive_attention_fusion.attn_feat_ffn.0.weight")
-        featureDownBias = t("adaptive_attention_fusion.attn_feat_ffn.0.bias")
-        featureOut = t("adaptive_attention_fusion.attn_feat_ffn.1.weight")
-        featureOutBias = t("adaptive_attention_fusion.attn_feat_ffn.1.bias")
+        return problems
     }
 }
