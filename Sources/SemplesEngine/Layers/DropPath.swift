@@ -27,45 +27,42 @@ public struct DropPath: Sendable, Equatable {
 
     /// y[b] = residual[b] + scales[b] · branch[b]. residual, branch, y: [B, ...]; y may alias either.
     public static func addScaled(_ branch: TensorView, scales: TensorView, to residual: TensorView, into y: TensorView) {
-        let B = scales.count
-        let inner = branch.count / B
-        precondition(branch.count == residual.count && y.count == branch.count && inner * B == branch.count,
+        precondition(branch.count == residual.count && y.count == branch.count,
                      "drop path add: branch \(branch.shape), residual \(residual.shape), scales \(scales.shape)")
-        let bp = branch.data, rp = residual.data, yp = y.data, sp = scales.data
-        Parallel.forRanges(branch.count) { r in
-            var i = r.lowerBound
-            while i < r.upperBound {
-                let b = i / inner
-                let end = min(r.upperBound, (b + 1) * inner)
-                let s = sp[b]
-                map8(end - i) { j, lanes in
-                    let o = i + j
-                    storePartial(loadPartial(rp + o, lanes) + s * loadPartial(bp + o, lanes), yp + o, lanes)
-                }
-                i = end
-            }
+        let bp = branch.data, rp = residual.data, yp = y.data
+        forEachSample(count: branch.count, scales: scales) { o, lanes, s in
+            storePartial(loadPartial(rp + o, lanes) + s * loadPartial(bp + o, lanes), yp + o, lanes)
         }
     }
 
     /// d[b] (+)= scales[b] · dy[b]. dy, d: [B, ...].
     public static func scale(_ dy: TensorView, scales: TensorView, into d: TensorView, accumulate: Bool = false) {
+        precondition(d.count == dy.count, "drop path backward \(dy.shape) into \(d.shape)")
+        let gp = dy.data, dp = d.data
+        forEachSample(count: dy.count, scales: scales) { o, lanes, s in
+            var v = s * loadPartial(gp + o, lanes)
+            if accumulate { v += loadPartial(dp + o, lanes) }
+            storePartial(v, dp + o, lanes)
+        }
+    }
+
+    /// Runs body(offset, lanes, scale) over `count` floats laid out as [B, count/B] in runs of up to
+    /// 8 lanes that never cross a sample, split across the engine's workers; scale = scales[b].
+    private static func forEachSample(count: Int, scales: TensorView, _ body: (Int, Int, Float) -> Void) {
         let B = scales.count
-        let inner = dy.count / B
-        precondition(d.count == dy.count && inner * B == dy.count, "drop path backward \(dy.shape), \(scales.shape)")
-        let gp = dy.data, dp = d.data, sp = scales.data
-        Parallel.forRanges(dy.count) { r in
-            var i = r.lowerBound
-            while i < r.upperBound {
-                let b = i / inner
-                let end = min(r.upperBound, (b + 1) * inner)
-                let s = sp[b]
-                map8(end - i) { j, lanes in
-                    let o = i + j
-                    var v = s * loadPartial(gp + o, lanes)
-                    if accumulate { v += loadPartial(dp + o, lanes) }
-                    storePartial(v, dp + o, lanes)
+        let inner = count / max(B, 1)
+        precondition(inner * B == count, "drop path over \(count) floats with \(B) per-sample scales")
+        let sp = scales.data
+        withExtendedLifetime(scales) {
+            Parallel.forRanges(count) { r in
+                var i = r.lowerBound
+                while i < r.upperBound {
+                    let b = i / inner
+                    let end = min(r.upperBound, (b + 1) * inner)
+                    let s = sp[b]
+                    map8(end - i) { j, lanes in body(i + j, lanes, s) }
+                    i = end
                 }
-                i = end
             }
         }
     }
