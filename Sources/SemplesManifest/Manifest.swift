@@ -21,10 +21,10 @@ public struct ManifestError: Error, CustomStringConvertible, Equatable {
 
 /// The kinds of job a manifest can ask for.
 public enum JobKind: String, CaseIterable, Codable, Sendable {
-    case cam, evaluate, train, pipeline, weaktr
+    case cam, evaluate, train, pipeline, weaktr, clip
 
     /// Kinds this version can run; the others are refused at validation with a clear message.
-    public static let available: Set<JobKind> = [.cam, .evaluate, .weaktr, .train, .pipeline]
+    public static let available: Set<JobKind> = [.cam, .evaluate, .weaktr, .train, .pipeline, .clip]
 }
 
 public enum DataSetKind: String, CaseIterable, Codable, Sendable {
@@ -70,6 +70,8 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var weaktr: WeakTrManifest? = nil
     /// The keys of `job: train` and `job: pipeline` (nil for other jobs).
     public var semples: SemPLeSManifest? = nil
+    /// The keys of `job: clip` (nil for other jobs; CLIPManifest.swift).
+    public var clip: CLIPManifest? = nil
 
     /// Reads and validates a manifest (YAML or JSON). Throws `ManifestError` before any work starts.
     public static func load(path: String) throws -> Manifest {
@@ -172,7 +174,7 @@ public struct SemPLeSManifest: Codable, Sendable, Equatable {
 }
 
 /// What each key accepts and which jobs know it.
-private struct KeySpec {
+struct KeySpec {
     let jobs: Set<JobKind>
 }
 
@@ -235,7 +237,7 @@ private let keySpecs: [String: KeySpec] = [
     "seed": KeySpec(jobs: allJobs),
 ]
 
-private struct KeyReader {
+struct KeyReader {
     let dict: [String: Any]
     let file: String
     let base: String
@@ -257,12 +259,12 @@ private struct KeyReader {
         }
         // Every key must be known, and known for this job kind.
         for key in dict.keys.sorted() {
-            guard let spec = keySpecs[key] else {
-                let near = keySpecs.keys.filter { editDistance($0, key) <= 2 }.sorted()
+            guard let spec = keySpecs[key] ?? clipKeySpecs[key] else {
+                let near = Set(keySpecs.keys).union(clipKeySpecs.keys).filter { editDistance($0, key) <= 2 }.sorted()
                 let hint = near.isEmpty ? "" : "; did you mean '\(near[0])'?"
                 throw fail(key, "unknown key\(hint)")
             }
-            guard spec.jobs.contains(job) else {
+            guard spec.jobs.contains(job) || (job == .clip && clipKeySpecs[key] != nil) else {
                 throw fail(key, "not used by '\(jobName)' jobs")
             }
         }
@@ -276,6 +278,8 @@ private struct KeyReader {
         let imgList: String
         if let given = try path("img_list", directory: false) {
             imgList = given
+        } else if job == .clip {
+            imgList = try defaultCLIPList(dataPath: dataPath, clsLabels: clsLabels)
         } else if job == .weaktr {
             // Default: the training list beside the labels (WeakTr's train_aug_id.txt).
             let folder = clsLabels.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }
@@ -353,6 +357,8 @@ private struct KeyReader {
                 }
                 try readEvaluationKeys(into: &m)
             }
+        case .clip:
+            m.clip = try readCLIPKeys(imgList: imgList)
         case .evaluate:
             guard let predict = try path("predict_dir", directory: true) else {
                 throw fail("predict_dir", "missing; the folder of <id>.npy CAM files to evaluate")

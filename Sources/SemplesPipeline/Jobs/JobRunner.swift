@@ -115,6 +115,7 @@ public enum JobRunner {
         case .weaktr: return try WeakTrJob(manifest: manifest)
         case .train: return try StageJob(manifest: manifest)
         case .pipeline: return try PipelineJob(manifest: manifest)
+        case .clip: return try CLIPJob(manifest: manifest)
         }
     }
 }
