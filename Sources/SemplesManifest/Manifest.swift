@@ -167,6 +167,10 @@ public struct SemPLeSManifest: Codable, Sendable, Equatable {
     public var checkpointMinutes = 5.0
     /// (image, class) pairs per CLIP pass in (a)/(c).
     public var pairsPerPass = 4
+    /// ε of the (a)/(c) mask normalisation (`mask_epsilon`); nil: the reference's 0.1.
+    public var maskEpsilon: Double?
+    /// `job: pipeline`: held-out list for the closing comparison report (`test_list`); nil: none.
+    public var testList: String?
     /// `job: train`: the stage's keys; `job: pipeline`: keys a, b, c (`stage_a`, … mappings).
     public var stages: [String: SemPLeSStageKeys] = [:]
 
@@ -231,6 +235,8 @@ private let keySpecs: [String: KeySpec] = [
     "btp_path": KeySpec(jobs: [.train]),
     "clip": KeySpec(jobs: semplesJobs),
     "pairs_per_pass": KeySpec(jobs: semplesJobs),
+    "mask_epsilon": KeySpec(jobs: semplesJobs),
+    "test_list": KeySpec(jobs: [.pipeline]),
     "stage_a": KeySpec(jobs: [.pipeline]),
     "stage_b": KeySpec(jobs: [.pipeline]),
     "stage_c": KeySpec(jobs: [.pipeline]),
@@ -477,6 +483,11 @@ struct KeyReader {
         s.evalStart = try int("eval_start", range: 0...99) ?? 40
         s.checkpointMinutes = try double("checkpoint_minutes", range: 0...1440) ?? 5
         s.pairsPerPass = try int("pairs_per_pass", range: 1...256) ?? 4
+        s.maskEpsilon = try double("mask_epsilon", range: 1e-8...1)
+        s.testList = try path("test_list", directory: false)
+        if s.testList != nil && s.imgMsList == nil {
+            throw fail("test_list", "the report chooses thresholds on a validation list: give 'img_ms_list' too")
+        }
         return s
     }
 

@@ -10,8 +10,8 @@ import SemplesFormats
 ///      "images": {"syn_000000": {"kind": "scene", "background": "grass", "objects": ["cow", "car"],
 ///                                "captions": ["a photo of a cow and a car on grass.", …]}, …}}
 ///
-/// `kind` is `scene` (objects on a background), `object` (one object on the mask grey) or
-/// `background` (a background alone, possibly with grey holes).
+/// `kind` is `scene` (objects on a background), `object` (one object on the mask grey),
+/// `background` (a background alone, possibly with grey holes) or `blank` (the grey alone).
 public struct CaptionIndex: Codable, Sendable {
     public struct Entry: Codable, Sendable {
         public var kind: String
@@ -60,6 +60,8 @@ public struct CaptionIndex: Codable, Sendable {
 public enum SyntheticCaptions {
     public static let objectTemplates = ["a photo of %@.", "a photo of a %@.", "a %@.", "%@"]
     public static let backgroundTemplates = ["%@", "a photo of %@.", "%@ background", "a photo of the %@."]
+    /// Captions of an empty grey picture: neither an object nor a background.
+    public static let blankCaptions = ["a plain grey picture.", "grey", "an empty picture.", "nothing"]
 
     /// Captions of one drawn picture.
     public static func captions(for scene: SyntheticScenes.Scene) -> (kind: String, captions: [String]) {
@@ -67,13 +69,17 @@ public enum SyntheticCaptions {
         for o in scene.objects where !names.contains(o.name) { names.append(o.name) }
         func fill(_ t: String, _ word: String) -> String { t.replacingOccurrences(of: "%@", with: word) }
         guard let background = scene.background?.name else {
+            if names.isEmpty { return ("blank", blankCaptions) }
             return ("object", objectTemplates.map { fill($0, names.first ?? "") })
         }
         if names.isEmpty { return ("background", backgroundTemplates.map { fill($0, background) }) }
         let withArticles = names.map { "a " + $0 }.joined(separator: " and ")
         let bare = names.joined(separator: " and ")
+        // A scene is also "a photo of" each object in it, as a web photo of a cow in a field is
+        // captioned "a photo of a cow".
         return ("scene", ["a photo of \(withArticles) on \(background).", "\(withArticles) on \(background)",
-                          "\(bare) on the \(background)", "a photo of \(bare) and \(background)."])
+                          "\(bare) on the \(background)", "a photo of \(bare) and \(background)."]
+                    + names.map { fill(objectTemplates[0], $0) })
     }
 
     /// The index entry of one picture.

@@ -15,7 +15,8 @@ import SemplesFormats
 /// `clipCount` adds CLIP's captioned corpus (`clip_*` ids, lists clip_train_id.txt and
 /// clip_val_id.txt, the last sixth held out for zero-shot accuracy): 40% scenes drawn with a
 /// weaker co-occurrence (each object on its home background half of the time, standing for
-/// CLIP's broader web data), 35% single objects on the mask grey, 25% backgrounds alone. It is
+/// CLIP's broader web data), 30% single objects on the mask grey, 23% backgrounds alone, 7% the
+/// grey alone ("a plain grey picture.", so that an empty mask matches no class). It is
 /// drawn from its own random stream, so the segmentation images do not depend on it.
 public enum SyntheticDataset {
     public struct Summary: Codable {
@@ -76,7 +77,8 @@ public enum SyntheticDataset {
             let id = String(format: "clip_%06d", n)
             let pick = clipRNG.nextUniform()
             let scene = pick < 0.4 ? corpusScenes.draw(using: &clipRNG)
-                : pick < 0.75 ? corpusScenes.drawObjectAlone(using: &clipRNG) : corpusScenes.drawBackgroundAlone(using: &clipRNG)
+                : pick < 0.7 ? corpusScenes.drawObjectAlone(using: &clipRNG)
+                : pick < 0.93 ? corpusScenes.drawBackgroundAlone(using: &clipRNG) : corpusScenes.drawBlank(using: &clipRNG)
             let rgb = Image8(width: scene.width, height: scene.height, channels: 3, pixels: scene.rgb)
             try ImageIO.writeJPEG(rgb, quality: 92, to: images + "/\(id).jpg")
             index.images[id] = SyntheticCaptions.entry(for: scene)

@@ -112,6 +112,23 @@ public struct SyntheticScenes {
         return scene
     }
 
+    /// The mask grey alone, with faint noise: what an all-masked image looks like.
+    public func drawBlank(using rng: inout SeededGenerator) -> Scene {
+        let (W, H) = sizes[Int(rng.next() % UInt64(sizes.count))]
+        var scene = Scene(width: W, height: H, rgb: [UInt8](repeating: 0, count: W * H * 3),
+                          labels: [UInt8](repeating: 0, count: W * H), classVector: [Float](repeating: 0, count: 20),
+                          background: nil)
+        let g = Self.maskGrey
+        let shift = 40 * (rng.nextUniform() - 0.5)
+        for i in 0..<(W * H) {
+            let n = 8 * (rng.nextUniform() - 0.5) + shift
+            scene.rgb[i * 3] = clampByte(g.0 + n)
+            scene.rgb[i * 3 + 1] = clampByte(g.1 + n)
+            scene.rgb[i * 3 + 2] = clampByte(g.2 + n)
+        }
+        return scene
+    }
+
     func fillGrey(_ s: inout Scene) {
         let g = Self.maskGrey
         for i in 0..<(s.width * s.height) {
