@@ -145,9 +145,9 @@ mask_epsilon: 0.0001
 eval_start: 5
 start: 5
 scales: [1.0, 1.2]
-stage_a: {batch_size: 16, lr: 0.005}
+stage_a: {batch_size: 16, lr: 0.0005}
 stage_b: {batch_size: 16, lr: 0.8}
-stage_c: {batch_size: 16, lr: 0.005}
+stage_c: {batch_size: 16, lr: 0.0005}
 seed: $seed
 YAML
 run_job "$work/demo-pipeline.yaml" "3/3 SemPLeS (a) → (b) → (c) → CAMs → evaluation → report"

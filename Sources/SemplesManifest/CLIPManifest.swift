@@ -28,16 +28,26 @@ public struct CLIPManifest: Codable, Sendable, Equatable {
     public init(captions: String) { self.captions = captions }
 }
 
-/// The keys only `job: clip` reads, and the shared ones it also takes.
-let clipKeySpecs: [String: KeySpec] = {
-    var out: [String: KeySpec] = [:]
-    for key in ["captions", "heldout_list", "vocabulary", "patch_size", "clip_width", "clip_layers", "text_width",
-                "text_layers", "clip_embed_dim", "epochs", "batch_size", "lr", "min_lr", "warmup_epochs",
-                "weight_decay", "input_size"] {
-        out[key] = KeySpec(jobs: [.clip])
-    }
-    return out
-}()
+/// The keys `job: clip` reads besides those of every job: its own, and shared training keys
+/// (`epochs`, `batch_size`, …) that the main table lists for other jobs.
+let clipKeySpecs: [String: KeySpec] = [
+    "captions": KeySpec(jobs: [.clip]),
+    "heldout_list": KeySpec(jobs: [.clip]),
+    "vocabulary": KeySpec(jobs: [.clip]),
+    "patch_size": KeySpec(jobs: [.clip]),
+    "clip_width": KeySpec(jobs: [.clip]),
+    "clip_layers": KeySpec(jobs: [.clip]),
+    "text_width": KeySpec(jobs: [.clip]),
+    "text_layers": KeySpec(jobs: [.clip]),
+    "clip_embed_dim": KeySpec(jobs: [.clip]),
+    "epochs": KeySpec(jobs: [.clip]),
+    "batch_size": KeySpec(jobs: [.clip]),
+    "lr": KeySpec(jobs: [.clip]),
+    "min_lr": KeySpec(jobs: [.clip]),
+    "warmup_epochs": KeySpec(jobs: [.clip]),
+    "weight_decay": KeySpec(jobs: [.clip]),
+    "input_size": KeySpec(jobs: [.clip]),
+]
 
 extension KeyReader {
     /// `img_list` default for `job: clip`: clip_train_id.txt beside the labels or in DATA_PATH/voc12.

@@ -75,11 +75,11 @@ public enum SyntheticCaptions {
         if names.isEmpty { return ("background", backgroundTemplates.map { fill($0, background) }) }
         let withArticles = names.map { "a " + $0 }.joined(separator: " and ")
         let bare = names.joined(separator: " and ")
-        // A scene is also "a photo of" each object in it, as a web photo of a cow in a field is
-        // captioned "a photo of a cow".
+        // Scene captions always name the background too: the bare class prompt "a photo of
+        // {name}." belongs to the object alone (that is what separates object from background
+        // words; with it on scenes, a whole scene matched the prompt better than the object did).
         return ("scene", ["a photo of \(withArticles) on \(background).", "\(withArticles) on \(background)",
-                          "\(bare) on the \(background)", "a photo of \(bare) and \(background)."]
-                    + names.map { fill(objectTemplates[0], $0) })
+                          "\(bare) on the \(background)", "a photo of \(bare) and \(background)."])
     }
 
     /// The index entry of one picture.
