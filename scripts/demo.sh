@@ -153,6 +153,9 @@ YAML
 run_job "$work/demo-pipeline.yaml" "3/3 SemPLeS (a) → (b) → (c) → CAMs → evaluation → report"
 pipeline_outbox=$outbox
 say "demo finished in $(( $(date +%s) - demo_start ))s"
+# The daemon stops first, so that the report's headline stays the last line.
+stop_daemon
+sleep 0.5
 "$bin/semples" summary "$weaktr_outbox" "$clip_outbox" "$pipeline_outbox"
 say "the SemPLeS report ($pipeline_outbox/report/report.txt)"
 cat "$pipeline_outbox/report/report.txt"

@@ -371,8 +371,6 @@ struct KeyReader {
             }
             m.predictDir = predict
             try readEvaluationKeys(into: &m)
-        default:
-            break
         }
         return m
     }

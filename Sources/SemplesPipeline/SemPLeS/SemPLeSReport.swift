@@ -74,7 +74,7 @@ public struct SemPLeSReport: Codable {
             let model = try WeakTr(stateDict: dict, classCount: m.dataSet.classCount, reduction: m.reduction,
                                    pooling: pooling, source: path)
             let generator = CAMGenerator(model: model, scales: m.scales)
-            var sweep = try CAMEvaluator(dataSet: labelSet, mode: .curve(start: m.start, end: 60))
+            var sweep = CAMEvaluator(dataSet: labelSet, mode: .curve(start: m.start, end: 60))
             for id in validationIDs {
                 try context.checkStop()
                 let image = try ImageIO.read(validation.imagePath(id))
@@ -84,7 +84,7 @@ public struct SemPLeSReport: Codable {
                 context.advance()
             }
             let chosen = sweep.metrics()
-            var fixed = try CAMEvaluator(dataSet: labelSet, mode: .fixed(threshold: chosen.bestThreshold))
+            var fixed = CAMEvaluator(dataSet: labelSet, mode: .fixed(threshold: chosen.bestThreshold))
             var homePixels = [Int](repeating: 0, count: names.count), wrong = [Int](repeating: 0, count: names.count)
             for (n, id) in testIDs.enumerated() {
                 try context.checkStop()
@@ -94,14 +94,9 @@ public struct SemPLeSReport: Codable {
                 let gt = try ImageIO.readLabels(test.groundTruthPath(id))
                 let prediction = try fixed.add(cams: cams, groundTruth: gt.pixels, height: gt.height, width: gt.width,
                                                source: test.imagePath(id))
-                if let captions, let entry = captions.images[id], let background = entry.background, let prediction {
-                    for k in labels.indices where labels[k] > 0 && k + 1 < names.count
-                        && captions.homes[names[k + 1]] == background {
-                        for i in gt.pixels.indices where gt.pixels[i] == 0 {
-                            homePixels[k + 1] += 1
-                            if prediction[i] == UInt8(k + 1) { wrong[k + 1] += 1 }
-                        }
-                    }
+                if let captions, let background = captions.images[id]?.background, let prediction {
+                    countCooccurrence(labels: labels, background: background, homes: captions.homes, names: names,
+                                      groundTruth: gt.pixels, prediction: prediction, homePixels: &homePixels, wrong: &wrong)
                 }
                 if n < overlayCount {
                     if index == 0 { firstTestCAMs.append(cams) }
@@ -127,6 +122,20 @@ public struct SemPLeSReport: Codable {
         }
         let prompts = try nearestWords(manifest: m, folder: folder, captions: captions, names: names)
         return SemPLeSReport(validationImages: validationIDs.count, testImages: testIDs.count, models: rows, prompts: prompts)
+    }
+
+    /// Co-occurrence counts of one image: for each labelled class k (0-based) whose home is the
+    /// image's background, its ground-truth background pixels (label 0) go to homePixels[k + 1],
+    /// and those the prediction labels k + 1 also to wrong[k + 1]. Ignore pixels (255) and object
+    /// pixels count for neither.
+    static func countCooccurrence(labels: [Float], background: String, homes: [String: String], names: [String],
+                                  groundTruth: [UInt8], prediction: [UInt8], homePixels: inout [Int], wrong: inout [Int]) {
+        for k in labels.indices where labels[k] > 0 && k + 1 < names.count && homes[names[k + 1]] == background {
+            for i in groundTruth.indices where groundTruth[i] == 0 {
+                homePixels[k + 1] += 1
+                if prediction[i] == UInt8(k + 1) { wrong[k + 1] += 1 }
+            }
+        }
     }
 
     /// For each class with a stage-(b) prompt: cosine similarity of its prompt feature to the
