@@ -83,7 +83,7 @@ public final class CLIPTrainer {
             let textual = !n.hasPrefix("visual.")
             let width = Float(textual ? c.textWidth : c.visionWidth)
             let layers = Float(textual ? c.textLayers : c.visionLayers)
-            if n.hasSuffix(".weight") && (n.contains("ln_") ) {
+            if n.hasSuffix(".weight") && n.contains("ln_") {
                 p.value.fill(1)
             } else if n.hasSuffix("bias") || n.contains("ln_") {
                 p.value.zero()
