@@ -46,7 +46,7 @@ let package = Package(
 
         // Executables: argument parsing and wiring only.
         .executableTarget(name: "semples", dependencies: [
-            "SemplesPipeline", "SemplesSpool",
+            "SemplesPipeline", "SemplesFormats", "SemplesSpool",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "semplesd", dependencies: [

@@ -242,7 +242,7 @@ _semples_make-dataset() {
     repeating_flags=()
     non_repeating_flags=(-h --help)
     repeating_options=()
-    non_repeating_options=(--out --train --eval --seed)
+    non_repeating_options=(--out --train --eval --validation --clip --seed)
     __semples_offer_flags_options 1
 
     # Offer option value completions
@@ -256,6 +256,12 @@ _semples_make-dataset() {
     '--eval')
         return
         ;;
+    '--validation')
+        return
+        ;;
+    '--clip')
+        return
+        ;;
     '--seed')
         return
         ;;
@@ -264,7 +270,7 @@ _semples_make-dataset() {
 
 _semples_summary() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--json -h --help)
     repeating_options=()
     non_repeating_options=()
     __semples_offer_flags_options -1

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The main job: the daemon on the repository's spool with a demo job, start to finish.
-#   1. a synthetic VOC-layout dataset (data/synthetic, made once, deterministic),
+# The main job: the daemon on the repository's spool with the whole SemPLeS chain, start to finish.
+#   1. a synthetic VOC-layout dataset (data/synthetic, made once, deterministic): training,
+#      validation (what epochs and thresholds are chosen on) and held-out evaluation images,
+#      captions, and a captioned corpus for CLIP,
 #   2. semplesd started on spool/ with etc/semplesd.yaml,
-#   3. three jobs submitted one after the other: WeakTr trained from scratch, CAMs of the
-#      evaluation images with its best checkpoint, evaluation of those CAMs,
-#   4. progress shown while each runs, then the outboxes: mIoU beside trivial baselines, the
-#      threshold curve, training curves, heat-map overlays.
-# Run through `make demo` (which installs and builds first). DEMO_EPOCHS, DEMO_EMBED_DIM, DEMO_DEPTH,
-# DEMO_HEADS, DEMO_INPUT_SIZE and DEMO_LR change the model and training length.
+#   3. three jobs submitted one after the other: WeakTr trained from scratch, a small CLIP trained
+#      contrastively on the captions, and the SemPLeS pipeline: stage (a) → (b) → (c) → CAMs →
+#      evaluation → the report comparing the WeakTr base, (a) and (c) on the held-out images,
+#   4. progress shown while each runs, then the summaries and the report table; the last line
+#      is "SemPLeS CAM mIoU X% vs WeakTr base Y% (±Z points)".
+# Run through `make demo` (which installs and builds first). DEMO_SEED (504) seeds every job;
+# DEMO_EPOCHS, DEMO_EMBED_DIM, DEMO_DEPTH, DEMO_HEADS, DEMO_INPUT_SIZE and DEMO_LR change the
+# WeakTr base, DEMO_CLIP_EPOCHS and DEMO_STAGE_EPOCHS the CLIP and the SemPLeS stages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.build/release
@@ -20,10 +24,14 @@ for b in semples semplesd; do
     [ -x "$bin/$b" ] || { echo "demo: $bin/$b is missing; run 'make demo' (it builds first)" >&2; exit 1; }
 done
 
-if [ ! -f "$data/voc12/cls_labels.npy" ]; then
+if [ ! -f "$data/voc12/clip_train_id.txt" ]; then
     say "making the synthetic dataset in $data"
-    "$bin/semples" make-dataset synthetic --out "$data" --train 480 --eval 120 --seed 504
+    rm -rf "$data"
+    "$bin/semples" make-dataset synthetic --out "$data" --train 480 --validation 60 --eval 120 --clip 1200 --seed 504
 fi
+vocabulary=${SEMPLES_CLIP_VOCAB:-$(cd .. && pwd)/shared/data/clip/bpe_simple_vocab_16e6.txt.gz}
+[ -f "$vocabulary" ] || { echo "demo: the CLIP vocabulary '$vocabulary' is missing; set SEMPLES_CLIP_VOCAB" >&2; exit 1; }
+seed=${DEMO_SEED:-504}
 
 say "starting semplesd on $spool/ (etc/semplesd.yaml)"
 mkdir -p "$spool/incoming" "$spool/outbox" "$spool/rejected"
@@ -76,7 +84,8 @@ root=$(pwd)
 work="$root/data/demo-manifests"
 mkdir -p "$work"
 
-# 1. WeakTr trained from scratch on the synthetic training images (CAM mIoU measured each epoch).
+# 1. WeakTr trained from scratch on the synthetic training images (CAM mIoU on the validation
+#    images each epoch picks the checkpoint).
 cat > "$work/demo-weaktr.yaml" <<YAML
 job: weaktr
 name: demo-weaktr
@@ -98,38 +107,55 @@ aa: none
 reprob: 0
 eval_start: 5
 reduction: 4
-seed: 504
+seed: $seed
 YAML
 run_job "$work/demo-weaktr.yaml" "1/3 train WeakTr"
 weaktr_outbox=$outbox
 
-# 2. CAMs of the evaluation images with the best checkpoint, with heat-map overlays.
-cat > "$work/demo-cam.yaml" <<YAML
-job: cam
-name: demo-cam
+# 2. A small CLIP trained on the captioned corpus (zero-shot accuracy on held-out images).
+cat > "$work/demo-clip.yaml" <<YAML
+job: clip
+name: demo-clip
 data_set: VOC12
 data_path: $root/$data
-img_list: $root/$data/voc12/train_id.txt
-resume: $weaktr_outbox/checkpoint_best_mIoU.pth
-reduction: 4
-scales: [1.0, 1.2]
-overlays: true
+vocabulary: $vocabulary
+input_size: ${DEMO_INPUT_SIZE:-112}
+epochs: ${DEMO_CLIP_EPOCHS:-8}
+batch_size: 32
+seed: $seed
 YAML
-run_job "$work/demo-cam.yaml" "2/3 CAMs"
-cam_outbox=$outbox
+run_job "$work/demo-clip.yaml" "2/3 train CLIP"
+clip_outbox=$outbox
 
-# 3. mIoU with the greedy threshold sweep, beside the trivial baselines.
-cat > "$work/demo-evaluate.yaml" <<YAML
-job: evaluate
-name: demo-evaluate
+# 3. SemPLeS: (a) → (b) → (c) → CAMs → evaluation → the report on the held-out images.
+cat > "$work/demo-pipeline.yaml" <<YAML
+job: pipeline
+name: demo-pipeline
 data_set: VOC12
 data_path: $root/$data
-img_list: $root/$data/voc12/train_id.txt
-predict_dir: $cam_outbox/cams
-curve: true
+img_list: $root/$data/voc12/train_aug_id.txt
+img_ms_list: $root/$data/voc12/train_id.txt
+test_list: $root/$data/voc12/val_id.txt
+resume: $weaktr_outbox/checkpoint_best_mIoU.pth
+clip: $clip_outbox/clip.safetensors
+reduction: 4
+epochs: ${DEMO_STAGE_EPOCHS:-5}
+btp_length: 10
+mask_epsilon: 0.0001
+eval_start: 5
 start: 5
+scales: [1.0, 1.2]
+stage_a: {batch_size: 16, lr: 0.0005}
+stage_b: {batch_size: 16, lr: 0.8}
+stage_c: {batch_size: 16, lr: 0.0005}
+seed: $seed
 YAML
-run_job "$work/demo-evaluate.yaml" "3/3 evaluate"
-eval_outbox=$outbox
+run_job "$work/demo-pipeline.yaml" "3/3 SemPLeS (a) → (b) → (c) → CAMs → evaluation → report"
+pipeline_outbox=$outbox
 say "demo finished in $(( $(date +%s) - demo_start ))s"
-"$bin/semples" summary "$weaktr_outbox" "$cam_outbox" "$eval_outbox"
+# The daemon stops first, so that the report's headline stays the last line.
+stop_daemon
+sleep 0.5
+"$bin/semples" summary "$weaktr_outbox" "$clip_outbox" "$pipeline_outbox"
+say "the SemPLeS report ($pipeline_outbox/report/report.txt)"
+cat "$pipeline_outbox/report/report.txt"

@@ -156,6 +156,13 @@ public enum SafeTensors {
 
 /// Writes a file so that readers see either the old contents or the complete new contents.
 public enum AtomicFile {
+    /// Runs right before a written file is renamed into place (the moment it becomes visible).
+    /// A job running under a daemon's lease sets it to check the lease there and end the process
+    /// without publishing anything once another host has taken the job over.
+    nonisolated(unsafe) public static var beforeCommit: (String) -> Void = { _ in }
+
+    /// Writes `data` to a temporary dot-file beside `path`, fsyncs it, renames it into place and
+    /// fsyncs the folder: readers see the old file or the whole new one, never a part.
     public static func write(_ data: Data, to path: String) throws {
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
@@ -178,6 +185,7 @@ public enum AtomicFile {
             unlink(tmp)
             throw FormatError(path, "write failed: \(String(cString: strerror(writeErrno)))")
         }
+        beforeCommit(path)
         guard rename(tmp, path) == 0 else {
             let e = errno
             unlink(tmp)

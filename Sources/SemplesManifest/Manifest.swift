@@ -21,10 +21,10 @@ public struct ManifestError: Error, CustomStringConvertible, Equatable {
 
 /// The kinds of job a manifest can ask for.
 public enum JobKind: String, CaseIterable, Codable, Sendable {
-    case cam, evaluate, train, pipeline, weaktr
+    case cam, evaluate, train, pipeline, weaktr, clip
 
     /// Kinds this version can run; the others are refused at validation with a clear message.
-    public static let available: Set<JobKind> = [.cam, .evaluate, .weaktr, .train, .pipeline]
+    public static let available: Set<JobKind> = [.cam, .evaluate, .weaktr, .train, .pipeline, .clip]
 }
 
 public enum DataSetKind: String, CaseIterable, Codable, Sendable {
@@ -74,6 +74,8 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var weaktr: WeakTrManifest? = nil
     /// The keys of `job: train` and `job: pipeline` (nil for other jobs).
     public var semples: SemPLeSManifest? = nil
+    /// The keys of `job: clip` (nil for other jobs; CLIPManifest.swift).
+    public var clip: CLIPManifest? = nil
 
     /// Reads and validates a manifest (YAML or JSON). Throws `ManifestError` before any work starts.
     public static func load(path: String) throws -> Manifest {
@@ -169,6 +171,10 @@ public struct SemPLeSManifest: Codable, Sendable, Equatable {
     public var checkpointMinutes = 5.0
     /// (image, class) pairs per CLIP pass in (a)/(c).
     public var pairsPerPass = 4
+    /// ε of the (a)/(c) mask normalisation (`mask_epsilon`); nil: the reference's 0.1.
+    public var maskEpsilon: Double?
+    /// `job: pipeline`: held-out list for the closing comparison report (`test_list`); nil: none.
+    public var testList: String?
     /// `job: train`: the stage's keys; `job: pipeline`: keys a, b, c (`stage_a`, … mappings).
     public var stages: [String: SemPLeSStageKeys] = [:]
 
@@ -176,7 +182,7 @@ public struct SemPLeSManifest: Codable, Sendable, Equatable {
 }
 
 /// What each key accepts and which jobs know it.
-private struct KeySpec {
+struct KeySpec {
     let jobs: Set<JobKind>
 }
 
@@ -233,6 +239,8 @@ private let keySpecs: [String: KeySpec] = [
     "btp_path": KeySpec(jobs: [.train]),
     "clip": KeySpec(jobs: semplesJobs),
     "pairs_per_pass": KeySpec(jobs: semplesJobs),
+    "mask_epsilon": KeySpec(jobs: semplesJobs),
+    "test_list": KeySpec(jobs: [.pipeline]),
     "stage_a": KeySpec(jobs: [.pipeline]),
     "stage_b": KeySpec(jobs: [.pipeline]),
     "stage_c": KeySpec(jobs: [.pipeline]),
@@ -242,7 +250,7 @@ private let keySpecs: [String: KeySpec] = [
     "resources": KeySpec(jobs: allJobs),
 ]
 
-private struct KeyReader {
+struct KeyReader {
     let dict: [String: Any]
     let file: String
     let base: String
@@ -264,12 +272,12 @@ private struct KeyReader {
         }
         // Every key must be known, and known for this job kind.
         for key in dict.keys.sorted() {
-            guard let spec = keySpecs[key] else {
-                let near = keySpecs.keys.filter { editDistance($0, key) <= 2 }.sorted()
+            guard let spec = keySpecs[key] ?? clipKeySpecs[key] else {
+                let near = Set(keySpecs.keys).union(clipKeySpecs.keys).filter { editDistance($0, key) <= 2 }.sorted()
                 let hint = near.isEmpty ? "" : "; did you mean '\(near[0])'?"
                 throw fail(key, "unknown key\(hint)")
             }
-            guard spec.jobs.contains(job) else {
+            guard spec.jobs.contains(job) || (job == .clip && clipKeySpecs[key] != nil) else {
                 if key == "shards" {
                     throw fail(key, "not used by '\(jobName)' jobs; only 'cam' jobs and the CAM step of 'pipeline' jobs run sharded")
                 }
@@ -286,6 +294,8 @@ private struct KeyReader {
         let imgList: String
         if let given = try path("img_list", directory: false) {
             imgList = given
+        } else if job == .clip {
+            imgList = try defaultCLIPList(dataPath: dataPath, clsLabels: clsLabels)
         } else if job == .weaktr {
             // Default: the training list beside the labels (WeakTr's train_aug_id.txt).
             let folder = clsLabels.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }
@@ -364,14 +374,14 @@ private struct KeyReader {
                 }
                 try readEvaluationKeys(into: &m)
             }
+        case .clip:
+            m.clip = try readCLIPKeys(imgList: imgList)
         case .evaluate:
             guard let predict = try path("predict_dir", directory: true) else {
                 throw fail("predict_dir", "missing; the folder of <id>.npy CAM files to evaluate")
             }
             m.predictDir = predict
             try readEvaluationKeys(into: &m)
-        default:
-            break
         }
         return m
     }
@@ -478,6 +488,11 @@ private struct KeyReader {
         s.evalStart = try int("eval_start", range: 0...99) ?? 40
         s.checkpointMinutes = try double("checkpoint_minutes", range: 0...1440) ?? 5
         s.pairsPerPass = try int("pairs_per_pass", range: 1...256) ?? 4
+        s.maskEpsilon = try double("mask_epsilon", range: 1e-8...1)
+        s.testList = try path("test_list", directory: false)
+        if s.testList != nil && s.imgMsList == nil {
+            throw fail("test_list", "the report chooses thresholds on a validation list: give 'img_ms_list' too")
+        }
         return s
     }
 

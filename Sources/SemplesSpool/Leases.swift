@@ -12,8 +12,12 @@ import Glibc
 //
 // The owner, or its job, coming back after a pause (SIGSTOP, a hung NFS mount) must not go on:
 //  - the job gets its ticket's path in SEMPLES_LEASE (and the lease in SEMPLES_LEASE_S) and checks
-//    it before each checkpoint and before writing result.json (`LeaseGuard`): a ticket that is gone
-//    or expired means stop at once, without writing, exit 75;
+//    it right before every file it publishes (the rename of each atomic write: checkpoints, CAMs,
+//    result.json) and on a watcher thread (`LeaseGuard`): a ticket that is gone or older than two
+//    heartbeats means stop at once, without writing, exit 75. The job gives up one heartbeat
+//    before another host may take over, so a write that passed its check has a heartbeat's time
+//    to land before anyone else can start the job; the check reads the clock after the ticket, so
+//    a pause anywhere before it makes it fail rather than pass on a stale time;
 //  - the daemon renews its tickets at each heartbeat: one that is gone was taken over, so it kills
 //    the job's process group and forgets the job without recording anything; it checks the lease
 //    again before it records an attempt's end (result.json, the record, the ticket).
@@ -30,6 +34,25 @@ public enum LeaseGuard {
         return now - info.modified < duration
     }
 
+    /// How long a job trusts its lease without renewal: two of the lease's three heartbeats, one
+    /// heartbeat before another host may take the job over.
+    public static func jobValidity(lease duration: Double) -> Double { duration * 2 / 3 }
+
+    /// The job-side check: the environment's lease still held with the job's margin (true when
+    /// there is no lease: not run by a daemon on a shared spool). The clock is read after the ticket.
+    public static func jobHoldsLease() -> Bool {
+        guard let lease = fromEnvironment() else { return true }
+        guard let info = Sys.info(lease.path) else { return false }
+        return Sys.now() - info.modified < jobValidity(lease: lease.duration)
+    }
+
+    /// Ends the process (exit 75) with one line on stderr when the job's lease is lost.
+    public static func stopIfLeaseLost(before what: String) {
+        guard !jobHoldsLease() else { return }
+        fputs("semples: lease lost or expired before writing '\(what)': the job was taken over by another host, stopping without writing\n", stderr)
+        Sys.exitImmediately(leaseLostExitStatus)
+    }
+
     /// The lease named by SEMPLES_LEASE and SEMPLES_LEASE_S, if the daemon gave one.
     public static func fromEnvironment() -> (path: String, duration: Double)? {
         guard let path = Sys.environment("SEMPLES_LEASE"), !path.isEmpty,
@@ -44,7 +67,7 @@ public enum LeaseGuard {
         let thread = Thread {
             while true {
                 Sys.sleep(max(0.05, lease.duration / 10))
-                if !holds(path: lease.path, duration: lease.duration) {
+                if !jobHoldsLease() {
                     fputs("semples: lease '\(lease.path)' lost or expired: the job was taken over by another host, stopping without writing\n", stderr)
                     Sys.exitImmediately(leaseLostExitStatus)
                 }

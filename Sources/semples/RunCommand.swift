@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SemplesFormats
 import SemplesPipeline
 import SemplesSpool
 
@@ -54,6 +55,9 @@ struct RunCommand: ParsableCommand {
         StopFlag.shared.installSignalHandlers()
         // Under a daemon on a shared spool: stop without writing once another host took the job over.
         LeaseGuard.watchFromEnvironment()
+        if LeaseGuard.fromEnvironment() != nil {
+            AtomicFile.beforeCommit = { path in LeaseGuard.stopIfLeaseLost(before: path) }
+        }
         let envThreads = ProcessInfo.processInfo.environment["SEMPLES_THREADS"].flatMap(Int.init)
         let code = JobRunner.run(manifestPath: manifest, outputFolder: out, logFile: logFile,
                                  threads: threads ?? envThreads, echo: !quiet, part: part)

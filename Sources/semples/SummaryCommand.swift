@@ -11,11 +11,18 @@ struct SummaryCommand: ParsableCommand {
 
         Example:
           semples summary spool/outbox/demo-evaluate-*
+          semples summary --json spool/outbox/demo-pipeline-*   # {"miou": {"weaktr": …, "semples": …}, …}
         """)
 
     @Argument(help: "Job output folders.") var folders: [String]
+    @Flag(help: "Print JSON: state, metrics and, for a pipeline with a report, miou and cooccurrence (percent).")
+    var json = false
 
     func run() throws {
-        print(folders.map(OutboxSummary.describe).joined(separator: "\n"))
+        if json {
+            print(try OutboxSummary.json(folders))
+        } else {
+            print(folders.map(OutboxSummary.describe).joined(separator: "\n"))
+        }
     }
 }

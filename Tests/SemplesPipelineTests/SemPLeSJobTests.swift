@@ -108,6 +108,43 @@ final class SemPLeSJobTests: XCTestCase {
         XCTAssertTrue(log.contains("'b' already done"), log)
     }
 
+    func testPipelineReportComparesBaseAndSemPLeSOnHeldOutImages() throws {
+        try prepare(train: 2, evaluation: 2)
+        let manifest = try write("pipeline.yaml", Self.common + """
+
+        job: pipeline
+        resume: weaktr.pth
+        scales: [1.0]
+        test_list: data/voc12/val_id.txt
+        mask_epsilon: 0.0001
+        stage_a: {batch_size: 2, lr: 0.05}
+        stage_b: {batch_size: 2, lr: 1.0, hypers: [0.1]}
+        stage_c: {batch_size: 2, lr: 0.05}
+        """)
+        let out = folder.appendingPathComponent("out")
+        XCTAssertEqual(JobRunner.run(manifestPath: manifest, outputFolder: out.path, echo: false), .succeeded,
+                       (try? String(contentsOf: out.appendingPathComponent("log.txt"), encoding: .utf8)) ?? "")
+        let report = try JSONDecoder().decode(SemPLeSReport.self,
+                                              from: Data(contentsOf: out.appendingPathComponent("report/report.json")))
+        XCTAssertEqual(report.models.map(\.name), ["WeakTr base", "stage (a)", "SemPLeS (c)"])
+        XCTAssertEqual(report.testImages, 2)
+        // Every class of the prompts is one of the synthetic objects, its nearest word a background word.
+        XCTAssertFalse(report.prompts.isEmpty)
+        for p in report.prompts { XCTAssertTrue(["sky", "water", "grass", "road"].contains(p.nearest)) }
+        let table = try String(contentsOf: out.appendingPathComponent("report/report.txt"), encoding: .utf8)
+        XCTAssertTrue(table.contains("SemPLeS CAM mIoU"), table)
+        let record = try XCTUnwrap(OutboxSummary.record(out.path))
+        XCTAssertEqual(record.miou?["weaktr"], (report.models[0].miou * 10_000).rounded() / 100)
+        XCTAssertEqual(record.miou?["semples"], (report.models[2].miou * 10_000).rounded() / 100)
+        XCTAssertTrue(try OutboxSummary.json([out.path]).contains("\"miou\""))
+        let overlays = try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("report/overlays").path)
+        XCTAssertTrue(overlays.contains { $0.hasSuffix("_base_vs_semples.png") }, "\(overlays)")
+        for step in ["a", "b", "c"] {
+            let events = try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent(step + "/tensorboard").path)
+            XCTAssertTrue(events.contains { $0.hasPrefix("events.out.tfevents.") }, step)
+        }
+    }
+
     func testStageJobStopsAndResumes() throws {
         try prepare(train: 2, evaluation: 1)
         let manifest = try write("b.yaml", Self.common + """

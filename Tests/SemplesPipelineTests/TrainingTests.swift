@@ -254,6 +254,8 @@ final class TrainingTests: XCTestCase {
         for plot in ["loss_curve.png", "miou_per_epoch.png"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: full.appendingPathComponent(plot).path), plot)
         }
+        let events = try FileManager.default.contentsOfDirectory(atPath: full.appendingPathComponent("tensorboard").path)
+        XCTAssertTrue(events.contains { $0.hasPrefix("events.out.tfevents.") }, "\(events)")
         // The loss went down on this tiny problem.
         let first = try JSONSerialization.jsonObject(with: Data(log.split(separator: "\n")[0].utf8)) as! [String: Any]
         XCTAssertNotNil(first["train_loss_cls"])

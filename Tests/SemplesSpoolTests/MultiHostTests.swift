@@ -79,8 +79,14 @@ final class MultiHostTests: XCTestCase {
             let outbox = h.outbox(r)
             let writes = ((try? Sys.readString(outbox + "/writes.txt")) ?? "").split(separator: "\n").map { $0.split(separator: " ") }
             let perItem = Dictionary(grouping: writes, by: { $0[0] })
-            if perItem.count != 3 || perItem.values.contains(where: { $0.count != 1 }) { duplicates += 1 }
-            if (terminal[r.id]?.count ?? 0) != 1 { duplicates += 1 }
+            if perItem.count != 3 || perItem.values.contains(where: { $0.count != 1 }) {
+                duplicates += 1
+                print("multi-host: job \(r.id) items written: \(writes.map { $0.joined(separator: " ") })")
+            }
+            if (terminal[r.id]?.count ?? 0) != 1 {
+                duplicates += 1
+                print("multi-host: job \(r.id) has \(terminal[r.id]?.count ?? 0) terminal journal entries")
+            }
             for t in takeovers where t.id == r.id {
                 // The journal names the host taken over from: "from host 'X' silent ...".
                 for w in writes where t.reason?.contains("host '\(w[1])' silent") == true {

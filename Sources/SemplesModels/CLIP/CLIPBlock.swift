@@ -79,20 +79,21 @@ struct CLIPResidualBlock {
                        normedGradient: arena.allocate([B, T, D]), hiddenGradient: arena.allocate([B, T, 4 * D]))
     }
 
-    /// dx: [B, T, D], on entry ∂L/∂(block output), on return ∂L/∂(block input). Input gradients
-    /// only: CLIP is frozen, so no weight gradient is formed (spec §9).
+    /// dx: [B, T, D], on entry ∂L/∂(block output), on return ∂L/∂(block input). Weight
+    /// gradients accumulate (+=) when the store keeps them (a trainable CLIP); a frozen CLIP has
+    /// no gradient memory, so the layers skip them and only the input gradient is formed (spec §9).
     func backward(_ dx: TensorView, saved a: Activations, scratch s: Scratch) {
         // MLP branch: output = middle + c_proj(quickGELU(c_fc(ln_2(middle)))).
-        proj.backward(dx, x: a.activated, dx: s.hiddenGradient, accumulate: false, parameterGradients: false)
+        proj.backward(dx, x: a.activated, dx: s.hiddenGradient, accumulate: false, parameterGradients: true)
         Activation.quickGELU.backward(s.hiddenGradient, x: a.hidden, dx: s.hiddenGradient, accumulate: false)
-        fc.backward(s.hiddenGradient, x: a.normed2, dx: s.normedGradient, accumulate: false, parameterGradients: false)
+        fc.backward(s.hiddenGradient, x: a.normed2, dx: s.normedGradient, accumulate: false, parameterGradients: true)
         ln2.backward(s.normedGradient, x: a.middle, mean: a.mean2, rstd: a.rstd2, dx: dx, accumulate: true,
-                     parameterGradients: false)
+                     parameterGradients: true)
         // Attention branch: middle = input + out_proj(MHA(ln_1(input))).
         attention.backward(dx, x: a.normed1, cache: a.attention, scratch: s.attention, dx: s.normedGradient,
-                           accumulate: false, parameterGradients: false)
+                           accumulate: false, parameterGradients: true)
         ln1.backward(s.normedGradient, x: a.input, mean: a.mean1, rstd: a.rstd1, dx: dx, accumulate: true,
-                     parameterGradients: false)
+                     parameterGradients: true)
     }
 }
 

@@ -75,22 +75,22 @@ extension CLIPResidualBlock {
     }
 
     /// dOut: [B, D] (∂L/∂ output at token 0) → dx: [B, T, D] (overwritten) ∂L/∂ block input.
-    /// Input gradients only.
+    /// Weight gradients accumulate when the store keeps them (as in `backward`).
     func backwardClassToken(_ dOut: TensorView, saved a: ClassTokenActivations, scratch s: ClassTokenScratch,
                             dx: TensorView) {
         let B = a.input.shape[0], T = a.input.shape[1], D = ln1.channels, H = attention.headCount, hd = D / H
         // out = middle + c_proj(quickGELU(c_fc(ln_2(middle)))): dMiddle = dOut + ln_2ᵀ(…)
         let dMiddle = s.rowGradient
         dMiddle.copy(from: dOut)
-        proj.backward(dOut, x: a.activated, dx: s.hiddenGradient, accumulate: false, parameterGradients: false)
+        proj.backward(dOut, x: a.activated, dx: s.hiddenGradient, accumulate: false, parameterGradients: true)
         Activation.quickGELU.backward(s.hiddenGradient, x: a.hidden, dx: s.hiddenGradient, accumulate: false)
         let dNormed2 = s.contextGradient  // reused below once consumed
-        fc.backward(s.hiddenGradient, x: a.normed2, dx: dNormed2, accumulate: false, parameterGradients: false)
+        fc.backward(s.hiddenGradient, x: a.normed2, dx: dNormed2, accumulate: false, parameterGradients: true)
         ln2.backward(dNormed2, x: a.middle, mean: a.mean2, rstd: a.rstd2, dx: dMiddle, accumulate: true,
-                     parameterGradients: false)
+                     parameterGradients: true)
         // middle = x₀ + out_proj(context₀)
         attention.projection.backward(dMiddle, x: a.context, dx: s.contextGradient, accumulate: false,
-                                      parameterGradients: false)
+                                      parameterGradients: true)
         s.qkvGradient.zero()
         let qkv = a.qkv.data, probs = a.probabilities.data, dctx = s.contextGradient.data
         let dqkv = s.qkvGradient.data, dscores = s.scoreGradient.data
@@ -114,9 +114,9 @@ extension CLIPResidualBlock {
             for t in 0..<T { BLAS.axpy(count: hd, alpha: dp[t], x: q, y: dk + t * 3 * D) }
         }
         attention.qkv.backward(s.qkvGradient, x: a.normed1, dx: s.normedGradient, accumulate: false,
-                               parameterGradients: false)
+                               parameterGradients: true)
         ln1.backward(s.normedGradient, x: a.input, mean: a.mean1, rstd: a.rstd1, dx: dx, accumulate: false,
-                     parameterGradients: false)
+                     parameterGradients: true)
         // The residual path reaches the class row only.
         for b in 0..<B { add(dMiddle[b], into: dx[b][0]) }
     }

@@ -114,22 +114,29 @@ public struct CLIPImageEncoder {
                     postMean: postMean, postRstd: postRstd, scratch: scratch, keepsActivations: keepActivations)
     }
 
-    /// dFeatures: [B, E] → dImages: [B, 3, R, R] (+=). Input gradient only (CLIP is frozen).
-    public func backward(_ dFeatures: TensorView, pass: Pass, imagesGradient dImages: TensorView, arena: Arena) {
+    /// dFeatures: [B, E] → dImages: [B, 3, R, R] (+=) when given. Weight gradients accumulate
+    /// (+=) when the store keeps them (a trainable CLIP, `CLIPModel(config:trainable: true)`); a
+    /// frozen CLIP forms the input gradient only.
+    public func backward(_ dFeatures: TensorView, pass: Pass, imagesGradient dImages: TensorView?, arena: Arena) {
         precondition(pass.keepsActivations, "CLIP image backward needs forward(keepActivations: true)")
         let c = config, B = pass.batch, P = c.patchSize, G = c.grid, T = c.imageTokens, W = c.visionWidth
         let E = c.embedDimension
-        precondition(dFeatures.shape == Shape([B, E]) && dImages.count == B * 3 * c.imageResolution * c.imageResolution,
-                     "CLIP image backward: dFeatures \(dFeatures.shape), dImages \(dImages.shape)")
+        precondition(dFeatures.shape == Shape([B, E])
+                     && (dImages == nil || dImages!.count == B * 3 * c.imageResolution * c.imageResolution),
+                     "CLIP image backward: dFeatures \(dFeatures.shape), dImages \(dImages.map { "\($0.shape)" } ?? "none")")
         let mark = arena.mark
         defer { arena.release(to: mark) }
-        // features = postNormed · proj  ⇒  dPostNormed = dFeatures · projᵀ
+        // features = postNormed · proj  ⇒  dPostNormed = dFeatures · projᵀ, dProj += postNormedᵀ · dFeatures
         let dPost = arena.allocate([B, W])
         BLAS.gemm(transB: true, m: B, n: W, k: E, a: dFeatures.data, lda: E, b: projection.value.data, ldb: E,
                   beta: 0, c: dPost.data, ldc: W)
+        if let g = projection.activeGrad {
+            BLAS.gemm(transA: true, m: W, n: E, k: B, a: pass.postNormed.data, lda: W, b: dFeatures.data, ldb: E,
+                      beta: 1, c: g.data, ldc: E)
+        }
         let dClass = arena.allocate([B, W])
         lnPost.backward(dPost, x: pass.classTokens, mean: pass.postMean, rstd: pass.postRstd, dx: dClass,
-                        accumulate: false, parameterGradients: false)
+                        accumulate: false, parameterGradients: true)
         let dStream = arena.allocate([B, T, W])
         if let block = blocks.last, let saved = pass.last {
             let scratch = block.makeClassTokenScratch(arena, batch: B, tokens: T)
@@ -144,9 +151,25 @@ public struct CLIPImageEncoder {
         }
         let dEmbedded = arena.allocate([B, T, W])
         lnPre.backward(dStream, x: pass.embedded, mean: pass.preMean, rstd: pass.preRstd, dx: dEmbedded,
-                       accumulate: false, parameterGradients: false)
-        // Patch rows of dEmbedded → dPatches = dPatchOut · conv1 (class token and positions
-        // are parameters: no input gradient).
+                       accumulate: false, parameterGradients: true)
+        // embedded[b, 0] = class + pos[0]; embedded[b, 1+i] = patchOut[b, i] + pos[1+i]:
+        // dClass += Σ_b dEmbedded[b, 0]; dPos += Σ_b dEmbedded[b].
+        if let g = classEmbedding.activeGrad {
+            for b in 0..<B { add(dEmbedded[b][0], into: g) }
+        }
+        if let g = positionalEmbedding.activeGrad {
+            for b in 0..<B { add(dEmbedded[b], into: g) }
+        }
+        // patchOut = patches · conv1ᵀ: dConv1 [W, 3P²] += Σ_b dPatchOut[b]ᵀ · patches[b].
+        if let g = patchWeight.activeGrad {
+            for b in 0..<B {
+                BLAS.gemm(transA: true, m: W, n: 3 * P * P, k: G * G, a: dEmbedded.data + (b * T + 1) * W, lda: W,
+                          b: pass.patches.data + b * G * G * 3 * P * P, ldb: 3 * P * P, beta: 1,
+                          c: g.data, ldc: 3 * P * P)
+            }
+        }
+        guard let dImages else { return }
+        // Patch rows of dEmbedded → dPatches = dPatchOut · conv1.
         let dPatches = arena.allocate([B * G * G, 3 * P * P])
         for b in 0..<B {
             BLAS.gemm(m: G * G, n: 3 * P * P, k: W, a: dEmbedded.data + (b * T + 1) * W, lda: W,

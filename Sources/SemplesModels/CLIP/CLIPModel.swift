@@ -2,8 +2,10 @@ import Foundation
 import SemplesEngine
 import SemplesFormats
 
-/// A frozen CLIP ViT model: both encoders over one parameter store whose names are the
-/// state-dict keys of spec §7.1. No gradient memory: only input gradients are formed.
+/// A CLIP ViT model: both encoders over one parameter store whose names are the state-dict keys
+/// of spec §7.1. Frozen by default (no gradient memory: only input gradients are formed, as the
+/// SemPLeS stages need); `trainable: true` keeps a gradient per parameter for contrastive training
+/// (`CLIPContrastiveLoss`, `job: clip`).
 ///
 /// Use in training (spec §3):
 /// - class prompts once per job: `CLIPTextFeatures(classNames:model:tokenizer:)` (unit rows);
@@ -19,9 +21,9 @@ public final class CLIPModel {
     public let text: CLIPTextEncoder
 
     /// A model with zeroed parameters; fill them with `load(stateDict:path:)`.
-    public init(config: CLIPConfig) {
+    public init(config: CLIPConfig, trainable: Bool = false) {
         self.config = config
-        store = ParameterStore(gradients: false)
+        store = ParameterStore(gradients: trainable)
         image = CLIPImageEncoder(store, config: config)
         text = CLIPTextEncoder(store, config: config)
         store.declare("logit_scale", [])
@@ -29,6 +31,18 @@ public final class CLIPModel {
     }
 
     /// Keys OpenAI's files may carry besides the parameters; they are not weights.
+    /// `logit_scale` (a scalar): the log of the contrastive temperature's inverse.
+    public var logitScale: Parameter { store["logit_scale"]! }
+
+    /// The state dict with spec §7.1's names (copies), for saving a trained model.
+    public func stateDict() -> [(String, Tensor)] {
+        store.parameters.map { p in
+            let t = Tensor(p.shape.dims)
+            t.view.copy(from: p.value)
+            return (p.name, t)
+        }
+    }
+
     static let ignoredKeys: Set<String> = ["input_resolution", "context_length", "vocab_size"]
 
     /// Copies a state dict in, strictly: every missing, unexpected and mis-shaped key is reported

@@ -37,6 +37,8 @@ public struct CLIPTextEncoder {
         let normed: TensorView        // [B, W]
         let mean, rstd: TensorView
         let keepsActivations: Bool
+        /// The token ids the embeddings came from (`forward(ids:…)`), for the token-table gradient.
+        var ids: [[Int32]]? = nil
     }
 
     /// Floats of arena memory for `batch` sequences run to `tokens` positions (including the
@@ -85,6 +87,20 @@ public struct CLIPTextEncoder {
         forward(embeddings: x, endPositions: ends, into: features, arena: arena)
     }
 
+    /// Trainable forward of tokenised texts: ids [B][context] → features [B, E], keeping the
+    /// activations and the ids, so that `backward(_:pass:embeddingsGradient: nil, arena:)` also
+    /// reaches the token-embedding table. The embedded input is allocated in `arena`.
+    @discardableResult
+    public func forward(ids: [[Int32]], into features: TensorView, arena: Arena) -> Pass {
+        let ends = Self.endPositions(ids)
+        let T = (ends.max() ?? 0) + 1
+        let x = arena.allocate([ids.count, T, config.textWidth])
+        embed(ids, tokens: T, into: x)
+        var pass = forward(embeddings: x, endPositions: ends, into: features, arena: arena, keepActivations: true)
+        pass.ids = ids
+        return pass
+    }
+
     /// embeddings: [B, T, W] token embeddings (positions are added here) → features [B, E], read
     /// at `endPositions` (each < T). The embeddings buffer becomes the residual stream and is
     /// overwritten. With `keepActivations` the pass supports `backward`.
@@ -114,28 +130,46 @@ public struct CLIPTextEncoder {
                     normed: normed, mean: mean, rstd: rstd, keepsActivations: keepActivations)
     }
 
-    /// dFeatures: [B, E] → dEmbeddings: [B, T, W] (+=), the gradient w.r.t. the embeddings fed
-    /// to forward. Input gradient only (CLIP is frozen).
-    public func backward(_ dFeatures: TensorView, pass: Pass, embeddingsGradient dx: TensorView, arena: Arena) {
+    /// dFeatures: [B, E] → dEmbeddings: [B, T, W] (+=) when given, the gradient w.r.t. the
+    /// embeddings fed to forward. Weight gradients (blocks, ln_final, text_projection, positional
+    /// embedding) accumulate when the store keeps them; the token-embedding table's gradient needs
+    /// the ids: `backward(_:pass:ids:arena:)`.
+    public func backward(_ dFeatures: TensorView, pass: Pass, embeddingsGradient dx: TensorView?, arena: Arena) {
         precondition(pass.keepsActivations, "CLIP text backward needs forward(keepActivations: true)")
         let B = pass.batch, T = pass.tokens, W = config.textWidth, E = config.embedDimension
-        precondition(dFeatures.shape == Shape([B, E]) && dx.shape == Shape([B, T, W]),
-                     "CLIP text backward: dFeatures \(dFeatures.shape), dx \(dx.shape)")
+        precondition(dFeatures.shape == Shape([B, E]) && (dx == nil || dx!.shape == Shape([B, T, W])),
+                     "CLIP text backward: dFeatures \(dFeatures.shape), dx \(dx.map { "\($0.shape)" } ?? "none")")
         let mark = arena.mark
         defer { arena.release(to: mark) }
+        // features = normed · text_projection
         let dNormed = arena.allocate([B, W])
         BLAS.gemm(transB: true, m: B, n: W, k: E, a: dFeatures.data, lda: E, b: textProjection.value.data, ldb: E,
                   beta: 0, c: dNormed.data, ldc: W)
+        if let g = textProjection.activeGrad {
+            BLAS.gemm(transA: true, m: W, n: E, k: B, a: pass.normed.data, lda: W, b: dFeatures.data, ldb: E,
+                      beta: 1, c: g.data, ldc: E)
+        }
         let dEnd = arena.allocate([B, W])
         lnFinal.backward(dNormed, x: pass.endRows, mean: pass.mean, rstd: pass.rstd, dx: dEnd,
-                         accumulate: false, parameterGradients: false)
+                         accumulate: false, parameterGradients: true)
         let dStream = arena.zeros([B, T, W])
         for b in 0..<B { dStream[b][pass.endPositions[b]].copy(from: dEnd[b]) }
         let scratch = blocks.first?.makeScratch(arena, batch: B, tokens: T)
         for (block, saved) in zip(blocks, pass.blocks).reversed() {
             block.backward(dStream, saved: saved, scratch: scratch!)
         }
-        // The positional embedding is added, so the stream gradient is the embedding gradient.
-        add(dStream, into: dx)
+        // x = embeddings + positions[0..<T]: the stream gradient is the embedding gradient, and
+        // the positional rows collect it summed over the batch.
+        if let g = positionalEmbedding.activeGrad {
+            for b in 0..<B { add(dStream[b], into: g.rows(0, T)) }
+        }
+        if let dx { add(dStream, into: dx) }
+        if let ids = pass.ids, let g = tokenEmbedding.activeGrad {
+            // embed() copied table rows: scatter the stream gradient back onto them.
+            let gp = g.data, sp = dStream.data
+            for (b, row) in ids.enumerated() {
+                for t in 0..<T { BLAS.axpy(count: W, alpha: 1, x: sp + (b * T + t) * W, y: gp + Int(row[t]) * W) }
+            }
+        }
     }
 }

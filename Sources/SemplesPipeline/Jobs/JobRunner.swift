@@ -136,6 +136,7 @@ public enum JobRunner {
             job.shardInvocation = (manifestPath, out)
             job.shardCommand = shardCommand
             return job
+        case .clip: return try CLIPJob(manifest: manifest)
         }
     }
 

@@ -38,6 +38,7 @@ public struct StageJob: Job {
         out.promptLength = s.btpLength
         out.seed = UInt64(m.seed)
         out.pairsPerPass = s.pairsPerPass
+        out.maskEpsilon = s.maskEpsilon
         out.checkpointMinutes = s.checkpointMinutes
         return out
     }
@@ -90,6 +91,7 @@ public struct StageJob: Job {
                                          clip: clip, classText: classText, prompts: prompts,
                                          outputFolder: context.outputFolder, source: resume)
         trainer.log = { context.log($0) }
+        trainer.events = try TensorBoardWriter(folder: context.outputFolder.appendingPathComponent("tensorboard").path)
         trainer.checkStop = { try context.checkStop() }
         trainer.onStart = { total, done in context.begin("stage \(stage.rawValue)", total: total, alreadyDone: done) }
         trainer.progress = { _, _ in context.advance() }
@@ -107,10 +109,10 @@ public struct StageJob: Job {
         if let e = state.bestEpoch { metrics["best_epoch"] = Double(e) }
         let outputs: [String]
         switch stage {
-        case .b: outputs = ["btp.pth", "history.json", "loss_curve.png"]
+        case .b: outputs = ["btp.pth", "history.json", "loss_curve.png", "tensorboard"]
         case .a, .c:
             outputs = (state.bestMIoU != nil ? ["checkpoint_best_mIoU.pth", "miou_per_epoch.png"] : [])
-                + ["checkpoint.pth", "history.json", "loss_curve.png"]
+                + ["checkpoint.pth", "history.json", "loss_curve.png", "tensorboard"]
         }
         return JobOutcome(metrics: metrics, outputs: outputs)
     }

@@ -91,6 +91,7 @@ public struct WeakTrJob: Job {
         }
         context.log("WeakTr training: D=\(config.embedDimension), depth \(config.depth), \(config.headCount) heads, \(config.classCount) classes, \(w.inputSize)² input; \(ids.count) images, batch \(w.batchSize), \(trainer.batchesPerEpoch) iterations per epoch, \(w.epochs) epochs, lr_eff \(settings.schedule.baseLearningRate)")
 
+        let events = try TensorBoardWriter(folder: out.appendingPathComponent("tensorboard").path)
         var lastSave = Date()
         var lastEvaluationSeconds = 0.0
         let every = max(1, trainer.batchesPerEpoch / 10)
@@ -106,6 +107,9 @@ public struct WeakTrJob: Job {
                 }
                 let terms = try trainer.iteration()
                 context.advance()
+                try events.add(scalars: [("train/loss", Double(terms.total)), ("train/cls", Double(terms.classToken)),
+                                         ("train/coarse", Double(terms.coarse)), ("train/fine", Double(terms.fine)),
+                                         ("train/lr", trainer.optimizer.learningRate)], step: trainer.state.step)
                 if let k = stopAfterStep, trainer.state.step >= k { context.stop.set("test stop") }
                 guard terms.total.isFinite else {
                     throw InputError("training diverged at step \(trainer.state.step): loss \(terms.total); lower 'lr'")
@@ -147,6 +151,9 @@ public struct WeakTrJob: Job {
             try Pth.save(stateDict: model.stateDict(), key: "model", extras: [("epoch", .int(epoch))],
                          to: out.appendingPathComponent("checkpoint.pth").path)
             let record = trainer.finishEpoch(miou: miou, threshold: threshold)
+            try events.add(scalars: [("epoch/loss", record.loss)]
+                           + (miou.map { [("eval/miou", $0 * 100), ("eval/threshold", threshold ?? 0)] } ?? []),
+                           step: trainer.state.step)
             try trainer.saveCheckpoint(to: checkpointPath)
             lastSave = Date()
             try Self.writeReports(trainer.state, to: out)
@@ -159,7 +166,8 @@ public struct WeakTrJob: Job {
                                          "final_loss": s.history.last?.loss ?? 0]
         if let b = s.bestMIoU { metrics["best_miou"] = b }
         if let e = s.bestEpoch { metrics["best_epoch"] = Double(e) }
-        var outputs = ["checkpoint_best_mIoU.pth", "checkpoint.pth", "checkpoint.safetensors", "train_log.txt", "loss_curve.png"]
+        var outputs = ["checkpoint_best_mIoU.pth", "checkpoint.pth", "checkpoint.safetensors", "train_log.txt", "loss_curve.png",
+                       "tensorboard"]
         if evaluation != nil { outputs.append("miou_per_epoch.png") }
         return JobOutcome(metrics: metrics, outputs: outputs)
     }

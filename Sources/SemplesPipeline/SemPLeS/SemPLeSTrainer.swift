@@ -23,6 +23,9 @@ public struct SemPLeSSettings: Codable, Equatable, Sendable {
     public var seed: UInt64 = 504
     /// Pairs per CLIP pass in (a)/(c) (memory: ≈ 2 × 25 MB each at 224 px).
     public var pairsPerPass = 4
+    /// ε of the (a)/(c) mask normalisation; nil: the reference's 0.1 (spec §3.0, §10 item 4).
+    /// A model whose fine CAMs span much less than 0.1 gets near-empty masks with 0.1.
+    public var maskEpsilon: Double? = nil
     /// Minutes between mid-epoch checkpoints.
     public var checkpointMinutes = 5.0
 
@@ -115,6 +118,8 @@ public final class SemPLeSTrainer {
     /// Per-epoch CAM evaluation of a full WeakTr state dict → (mIoU, threshold); (a)/(c) only.
     public var evaluate: (([String: Tensor]) throws -> (miou: Double, threshold: Double))?
     public var log: (String) -> Void = { _ in }
+    /// TensorBoard scalars (loss terms and lr per iteration, epoch means and mIoU), when set.
+    public var events: TensorBoardWriter?
     /// Called between iterations; throws to stop (a checkpoint is written first).
     public var checkStop: () throws -> Void = {}
     /// (iterations done, iterations in the run) after each iteration.
@@ -161,7 +166,8 @@ public final class SemPLeSTrainer {
             }
             let head = WeakTrHeadAAF(model: model)
             segment = SegmentStep(backbone: model, head: head, clip: clip, classText: classText, refinePrompts: refine,
-                                  hypers: hypers, pairsPerPass: settings.pairsPerPass)
+                                  hypers: hypers, epsilon: settings.maskEpsilon.map(Float.init) ?? SemPLeSMasks.segmentEpsilon,
+                                  pairsPerPass: settings.pairsPerPass)
             segment!.dropPathRate = Float(settings.dropPath)
             promptStep = nil
             optimizer = AdamW(parameters: head.parameters, learningRate: lr, weightDecay: settings.weightDecay)
@@ -219,6 +225,8 @@ public final class SemPLeSTrainer {
                     throw InputError("stage \(settings.stage.rawValue) diverged at epoch \(epoch + 1), iteration \(state.batch): loss \(terms["loss"] ?? 0); lower 'lr'")
                 }
                 progress(epoch * perEpoch + state.batch, total)
+                try events?.add(scalars: terms.sorted { $0.key < $1.key }.map { ("train/" + $0.key, $0.value) }
+                                + [("train/lr", optimizer.learningRate)], step: epoch * perEpoch + state.batch)
                 if state.batch % max(1, perEpoch / 10) == 0 || state.batch == perEpoch {
                     let done = epoch * perEpoch + state.batch
                     let rate = Double(done - doneAtStart) / max(Date().timeIntervalSince(runStart), 1e-9)
@@ -295,6 +303,9 @@ public final class SemPLeSTrainer {
             }
         }
         state.history.append(record)
+        let step = (state.epoch + 1) * source.batchesPerEpoch
+        try events?.add(scalars: [("epoch/loss", record.loss)] + record.terms.sorted { $0.key < $1.key }.map { ("epoch/" + $0.key, $0.value) }
+                        + (record.miou.map { [("eval/miou", $0 * 100), ("eval/threshold", record.threshold ?? 0)] } ?? []), step: step)
         log(String(format: "stage %@ epoch %d done: loss %.4f", settings.stage.rawValue, state.epoch + 1, record.loss)
             + (record.miou.map { String(format: ", CAM mIoU %.2f%% at t=%.2f", $0 * 100, record.threshold ?? 0) } ?? ""))
         try AtomicFile.write(try JSONCoding.encoder.encode(state.history), to: folder + "/history.json")

@@ -6,7 +6,11 @@ import SemplesEngine
 /// classifier's CAMs spill onto the background, the failure SemPLeS targets).
 /// Class indices are VOC's (0-based, 20 classes) so the files drop into VOC tooling unchanged.
 public struct SyntheticScenes {
-    public enum Background: Int, CaseIterable { case sky, water, grass, road }
+    public enum Background: Int, CaseIterable {
+        case sky, water, grass, road
+        /// The word captions use for it.
+        public var name: String { ["sky", "water", "grass", "road"][rawValue] }
+    }
 
     public struct ObjectClass {
         public let vocIndex: Int          // 0-based VOC class index
@@ -37,6 +41,10 @@ public struct SyntheticScenes {
         public var rgb: [UInt8]
         public var labels: [UInt8]
         public var classVector: [Float]
+        /// What was drawn: the background (nil on a plain grey canvas) and the object classes in
+        /// drawing order (a class may repeat).
+        public var background: Background?
+        public var objects: [ObjectClass] = []
     }
 
     public func draw(using rng: inout SeededGenerator) -> Scene {
@@ -44,7 +52,8 @@ public struct SyntheticScenes {
         let (W, H) = size
         let background = Background.allCases[Int(rng.next() % 4)]
         var scene = Scene(width: W, height: H, rgb: [UInt8](repeating: 0, count: W * H * 3),
-                          labels: [UInt8](repeating: 0, count: W * H), classVector: [Float](repeating: 0, count: 20))
+                          labels: [UInt8](repeating: 0, count: W * H), classVector: [Float](repeating: 0, count: 20),
+                          background: background)
         paintBackground(background, into: &scene, rng: &rng)
 
         let home = Self.classes.filter { $0.home == background }
@@ -58,8 +67,75 @@ public struct SyntheticScenes {
             let cy = Float(H) * (0.2 + 0.6 * rng.nextUniform())
             paintObject(cls, cx: cx, cy: cy, scale: scale, into: &scene, rng: &rng)
             scene.classVector[cls.vocIndex] = 1
+            scene.objects.append(cls)
         }
         return scene
+    }
+
+    /// The ImageNet mean colour: what a masked-out pixel becomes in the SemPLeS stages (the
+    /// normalised image times a zero mask, spec §2.2), so object-only pictures on it look like
+    /// the foreground images CLIP is shown there.
+    public static let maskGrey: (Float, Float, Float) = (124, 116, 104)
+
+    /// One object of a random class on the mask grey, for CLIP's captioned corpus.
+    public func drawObjectAlone(using rng: inout SeededGenerator) -> Scene {
+        let (W, H) = sizes[Int(rng.next() % UInt64(sizes.count))]
+        var scene = Scene(width: W, height: H, rgb: [UInt8](repeating: 0, count: W * H * 3),
+                          labels: [UInt8](repeating: 0, count: W * H), classVector: [Float](repeating: 0, count: 20),
+                          background: nil)
+        fillGrey(&scene)
+        let cls = Self.classes[Int(rng.next() % UInt64(Self.classes.count))]
+        let scale = Float(min(W, H)) * (0.3 + 0.25 * rng.nextUniform())
+        paintObject(cls, cx: Float(W) * (0.3 + 0.4 * rng.nextUniform()), cy: Float(H) * (0.3 + 0.4 * rng.nextUniform()),
+                    scale: scale, into: &scene, rng: &rng)
+        scene.classVector[cls.vocIndex] = 1
+        scene.objects = [cls]
+        return scene
+    }
+
+    /// A background alone, with zero to two object-shaped holes in the mask grey (as the
+    /// background images of the SemPLeS stages have where the objects were cut out).
+    public func drawBackgroundAlone(using rng: inout SeededGenerator) -> Scene {
+        let (W, H) = sizes[Int(rng.next() % UInt64(sizes.count))]
+        let background = Background.allCases[Int(rng.next() % 4)]
+        var scene = Scene(width: W, height: H, rgb: [UInt8](repeating: 0, count: W * H * 3),
+                          labels: [UInt8](repeating: 0, count: W * H), classVector: [Float](repeating: 0, count: 20),
+                          background: background)
+        paintBackground(background, into: &scene, rng: &rng)
+        for _ in 0..<Int(rng.next() % 3) {
+            let cls = Self.classes[Int(rng.next() % UInt64(Self.classes.count))]
+            let scale = Float(min(W, H)) * (0.22 + 0.22 * rng.nextUniform())
+            paintObject(cls, cx: Float(W) * (0.2 + 0.6 * rng.nextUniform()), cy: Float(H) * (0.2 + 0.6 * rng.nextUniform()),
+                        scale: scale, into: &scene, rng: &rng, colour: Self.maskGrey)
+        }
+        scene.labels = [UInt8](repeating: 0, count: W * H)
+        return scene
+    }
+
+    /// The mask grey alone, with faint noise: what an all-masked image looks like.
+    public func drawBlank(using rng: inout SeededGenerator) -> Scene {
+        let (W, H) = sizes[Int(rng.next() % UInt64(sizes.count))]
+        var scene = Scene(width: W, height: H, rgb: [UInt8](repeating: 0, count: W * H * 3),
+                          labels: [UInt8](repeating: 0, count: W * H), classVector: [Float](repeating: 0, count: 20),
+                          background: nil)
+        let g = Self.maskGrey
+        let shift = 40 * (rng.nextUniform() - 0.5)
+        for i in 0..<(W * H) {
+            let n = 8 * (rng.nextUniform() - 0.5) + shift
+            scene.rgb[i * 3] = clampByte(g.0 + n)
+            scene.rgb[i * 3 + 1] = clampByte(g.1 + n)
+            scene.rgb[i * 3 + 2] = clampByte(g.2 + n)
+        }
+        return scene
+    }
+
+    func fillGrey(_ s: inout Scene) {
+        let g = Self.maskGrey
+        for i in 0..<(s.width * s.height) {
+            s.rgb[i * 3] = clampByte(g.0)
+            s.rgb[i * 3 + 1] = clampByte(g.1)
+            s.rgb[i * 3 + 2] = clampByte(g.2)
+        }
     }
 
     // MARK: backgrounds
@@ -134,8 +210,9 @@ public struct SyntheticScenes {
         }
     }
 
+    /// Paints one object (its own colours, or `colour` for all of it) and its label.
     func paintObject(_ cls: ObjectClass, cx: Float, cy: Float, scale: Float,
-                     into s: inout Scene, rng: inout SeededGenerator) {
+                     into s: inout Scene, rng: inout SeededGenerator, colour: (Float, Float, Float)? = nil) {
         let flip: Float = rng.nextUniform() < 0.5 ? -1 : 1
         let half = scale * 0.55
         let band: Float = 2 / half   // ignore band, about 2 pixels wide
@@ -147,8 +224,9 @@ public struct SyntheticScenes {
             for x in x0...x1 {
                 let u = flip * (Float(x) - cx) / half, v = (Float(y) - cy) / half
                 let i = y * s.width + x
-                if let c = shape(cls, u: u, v: v) {
-                    let shade = 0.85 + 0.15 * rng.nextUniform()
+                if let painted = shape(cls, u: u, v: v) {
+                    let c = colour ?? painted
+                    let shade: Float = colour == nil ? 0.85 + 0.15 * rng.nextUniform() : 1
                     s.rgb[i * 3] = clampByte(c.0 * shade)
                     s.rgb[i * 3 + 1] = clampByte(c.1 * shade)
                     s.rgb[i * 3 + 2] = clampByte(c.2 * shade)

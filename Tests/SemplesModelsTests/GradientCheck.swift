@@ -1,0 +1,1 @@
+../SemplesEngineTests/GradientCheck.swift
