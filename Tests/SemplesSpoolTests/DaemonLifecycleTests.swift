@@ -313,7 +313,9 @@ final class RealCAMResumeTests: XCTestCase {
         let checkpoint = repo + "/fixtures/spool/tiny_voc_weaktr.pth"
         guard Sys.exists(checkpoint) else { return XCTFail("missing \(checkpoint); run scripts/fixtures/spool.py") }
         let h = try SpoolHarness(["job_command": "", "stop_timeout_s": "60"])
-        let images = 10
+        // Enough images that the job cannot finish between the second CAM and the stop, even when
+        // the tiny model is fast (an optimised build does 10 in well under a second).
+        let images = 60
         let (made, output, _) = try h.cli(["make-dataset", "synthetic", "--out", h.root + "/voc", "--train", "0", "--eval", "\(images)", "--seed", "3"], spool: false)
         XCTAssertEqual(made, 0, output)
         try h.start()
