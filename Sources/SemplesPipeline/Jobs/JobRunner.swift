@@ -100,22 +100,22 @@ public enum JobRunner {
             context.log("succeeded in \(formatDuration(Date().timeIntervalSince(started)))")
             finish("succeeded", job: manifest.job.rawValue, outcome: outcome)
             return .succeeded
-        } catch let stopped as JobStopped {
+        } catch {
+            let code = exitCode(for: error, context: context)
+            if code != .stopped { finish("failed", job: manifest.job.rawValue, error: "\(error)") }
+            return code
+        }
+    }
+
+    /// How a job's error ends the run, logged once: a stop request is resumable; a bad manifest or
+    /// bad inputs are not worth retrying; anything else is a failure the daemon may retry.
+    static func exitCode(for error: Error, context: JobContext) -> RunExitCode {
+        if let stopped = error as? JobStopped {
             context.log(stopped.description)
             return .stopped
-        } catch let bad as ManifestError {
-            context.log("error: \(bad)")
-            finish("failed", job: manifest.job.rawValue, error: bad.description)
-            return .badManifest
-        } catch let input as InputError {
-            context.log("error: \(input)")
-            finish("failed", job: manifest.job.rawValue, error: input.description)
-            return .badManifest
-        } catch {
-            context.log("error: \(error)")
-            finish("failed", job: manifest.job.rawValue, error: "\(error)")
-            return .failed
         }
+        context.log("error: \(error)")
+        return error is ManifestError || error is InputError ? .badManifest : .failed
     }
 
     static func makeJob(_ manifest: Manifest, part: CAMPart = .all, manifestPath: String = "", out: String = "",
@@ -178,18 +178,8 @@ public enum JobRunner {
             _ = try CAMJob(manifest: camManifest, part: .shard(index: index, count: count)).run(in: context)
             context.log("shard \(index)/\(count) succeeded")
             return .succeeded
-        } catch let stopped as JobStopped {
-            context.log(stopped.description)
-            return .stopped
-        } catch let bad as ManifestError {
-            context.log("error: \(bad)")
-            return .badManifest
-        } catch let input as InputError {
-            context.log("error: \(input)")
-            return .badManifest
         } catch {
-            context.log("error: \(error)")
-            return .failed
+            return exitCode(for: error, context: context)
         }
     }
 }
