@@ -53,24 +53,13 @@ public enum CLIPContrastiveLoss {
                   beta: 0, c: z.data, ldc: N)
         let rows = arena.allocate([N, N]), columns = arena.allocate([N, N])
         var loss = 0.0, rowHits = 0, columnHits = 0
-        for i in 0..<N {
-            // Row i: image i against every text; log-sum-exp in double.
-            var m = -Double.infinity, best = 0
-            for j in 0..<N where Double(z.data[i * N + j]) > m { m = Double(z.data[i * N + j]); best = j }
-            var sum = 0.0
-            for j in 0..<N { sum += exp(Double(z.data[i * N + j]) - m) }
-            for j in 0..<N { rows.data[i * N + j] = Float(exp(Double(z.data[i * N + j]) - m) / sum) }
-            loss += 0.5 * (m + log(sum) - Double(z.data[i * N + i]))
-            if best == i { rowHits += 1 }
-        }
-        for j in 0..<N {
-            var m = -Double.infinity, best = 0
-            for i in 0..<N where Double(z.data[i * N + j]) > m { m = Double(z.data[i * N + j]); best = i }
-            var sum = 0.0
-            for i in 0..<N { sum += exp(Double(z.data[i * N + j]) - m) }
-            for i in 0..<N { columns.data[i * N + j] = Float(exp(Double(z.data[i * N + j]) - m) / sum) }
-            loss += 0.5 * (m + log(sum) - Double(z.data[j * N + j]))
-            if best == j { columnHits += 1 }
+        for k in 0..<N {
+            // Row k: image k against every text; column k: text k against every image.
+            let row = Self.softmaxLine(z.data + k * N, stride: 1, count: N, diagonal: k, into: rows.data + k * N)
+            let column = Self.softmaxLine(z.data + k, stride: N, count: N, diagonal: k, into: columns.data + k)
+            loss += 0.5 * (row.loss + column.loss)
+            if row.best == k { rowHits += 1 }
+            if column.best == k { columnHits += 1 }
         }
         return Pass(imageUnit: iu, textUnit: tu, imageNorm: inorm, textNorm: tnorm, logits: z, rowSoftmax: rows,
                     columnSoftmax: columns, scale: scale, loss: Float(loss / Double(N)),
@@ -113,5 +102,19 @@ public enum CLIPContrastiveLoss {
         throughNorm(dImages, pass.imageUnit, pass.imageNorm)
         throughNorm(dTexts, pass.textUnit, pass.textNorm)
         return Float(dLogScale)
+    }
+}
+
+extension CLIPContrastiveLoss {
+    /// Softmax of `count` logits `x[0], x[stride], …` into `out` (same stride), in double:
+    /// returns the cross-entropy of the entry `diagonal` (log-sum-exp − x[diagonal]) and the argmax.
+    static func softmaxLine(_ x: UnsafePointer<Float>, stride: Int, count: Int, diagonal: Int,
+                            into out: UnsafeMutablePointer<Float>) -> (loss: Double, best: Int) {
+        var m = -Double.infinity, best = 0
+        for j in 0..<count where Double(x[j * stride]) > m { m = Double(x[j * stride]); best = j }
+        var sum = 0.0
+        for j in 0..<count { sum += exp(Double(x[j * stride]) - m) }
+        for j in 0..<count { out[j * stride] = Float(exp(Double(x[j * stride]) - m) / sum) }
+        return (m + log(sum) - Double(x[diagonal * stride]), best)
     }
 }
