@@ -3,7 +3,7 @@
 # `make test`, `make demo` and .ci/run.
 set -euo pipefail
 
-packages=(libopenblas-dev libpng-dev libjpeg-dev libturbojpeg0-dev libinotifytools0-dev zlib1g-dev pkg-config)
+packages=(libopenblas-dev libdnnl2 libpng-dev libjpeg-dev libturbojpeg0-dev libinotifytools0-dev zlib1g-dev pkg-config)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

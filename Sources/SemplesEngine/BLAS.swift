@@ -1,15 +1,100 @@
 import CBLAS
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Every call into BLAS goes through this file.
+///
+/// GEMMs run on one of two backends, chosen by $SEMPLES_BLAS (`openblas`, the default, or
+/// `onednn`) before the first GEMM, or by `BLAS.select`: OpenBLAS, linked in, or oneDNN's
+/// `dnnl_sgemm` (libdnnl.so.2, loaded at run time, so nothing is needed where it is not used).
+/// The other level-1/2 routines always come from OpenBLAS.
 public enum BLAS {
+    /// A GEMM library.
+    public enum Backend: String, CaseIterable, Sendable {
+        case openblas, onednn
+    }
+
+    public struct BackendError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
     /// How a GEMM is spread over threads: by the engine's own worker pool, which cuts C into
     /// row or column panels and runs single-threaded kernels on them (the default), or by the
-    /// library's threads ($SEMPLES_GEMM_THREADING=library).
+    /// library's threads ($SEMPLES_GEMM_THREADING=library; OpenBLAS only).
     nonisolated(unsafe) static var splitInEngine: Bool =
         ProcessInfo.processInfo.environment["SEMPLES_GEMM_THREADING"] != "library"
 
     nonisolated(unsafe) private static var gemmThreads: Int = 1
+
+    /// The backend in use. Set from $SEMPLES_BLAS on first use; a bad value stops the program
+    /// with the reason (a job must not silently run on another library than it was told).
+    nonisolated(unsafe) public private(set) static var backend: Backend = initialBackend()
+    nonisolated(unsafe) private static var dnnlSgemm: DnnlSgemm?
+
+    typealias DnnlSgemm = @convention(c) (CChar, CChar, Int64, Int64, Int64, Float, UnsafePointer<Float>?, Int64,
+                                          UnsafePointer<Float>?, Int64, Float, UnsafeMutablePointer<Float>?, Int64) -> Int32
+
+    private static func initialBackend() -> Backend {
+        guard let name = ProcessInfo.processInfo.environment["SEMPLES_BLAS"], !name.isEmpty else { return .openblas }
+        do {
+            guard let chosen = Backend(rawValue: name.lowercased()) else {
+                throw BackendError(description: "SEMPLES_BLAS='\(name)' is not a GEMM backend; known: "
+                                   + Backend.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            if chosen == .onednn { dnnlSgemm = try loadOneDNN() }
+            return chosen
+        } catch {
+            FileHandle.standardError.write(Data("semples: \(error)\n".utf8))
+            exit(78)   // EX_CONFIG
+        }
+    }
+
+    /// Switches the GEMM backend (tests and `semples bench`); throws when the library cannot be loaded.
+    public static func select(_ choice: Backend) throws {
+        if choice == .onednn, dnnlSgemm == nil { dnnlSgemm = try loadOneDNN() }
+        backend = choice
+    }
+
+    /// Whether a backend can be used on this machine, and if not, why.
+    public static func availability(_ choice: Backend) -> String? {
+        guard choice == .onednn, dnnlSgemm == nil else { return nil }
+        do { dnnlSgemm = try loadOneDNN(); return nil } catch { return "\(error)" }
+    }
+
+    /// A short name of the backend and its version, for reports.
+    public static var backendDescription: String {
+        switch backend {
+        case .openblas:
+            if let config = openblas_get_config() { return "OpenBLAS " + String(cString: config) }
+            return "OpenBLAS"
+        case .onednn:
+            return "oneDNN " + (oneDNNVersion ?? "")
+        }
+    }
+
+    nonisolated(unsafe) private static var oneDNNVersion: String?
+    nonisolated(unsafe) static var oneDNNHandle: UnsafeMutableRawPointer?
+
+    private static func loadOneDNN() throws -> DnnlSgemm {
+        // Each GEMM panel runs on one engine worker: oneDNN's own OpenMP threads must stay at one.
+        // libgomp reads this when it is loaded, which is here.
+        setenv("OMP_NUM_THREADS", "1", 1)
+        guard let handle = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL) else {
+            let reason = dlerror().map { String(cString: $0) } ?? "not found"
+            throw BackendError(description: "the oneDNN GEMM backend needs libdnnl.so.2 (Debian: apt install libdnnl2): \(reason)")
+        }
+        guard let symbol = dlsym(handle, "dnnl_sgemm") else {
+            throw BackendError(description: "libdnnl.so.2 has no dnnl_sgemm")
+        }
+        oneDNNHandle = handle
+        if let v = dlsym(handle, "dnnl_version") {
+            typealias VersionFn = @convention(c) () -> UnsafePointer<Int32>?
+            if let p = unsafeBitCast(v, to: VersionFn.self)() { oneDNNVersion = "\(p[0]).\(p[1]).\(p[2])" }
+        }
+        return unsafeBitCast(symbol, to: DnnlSgemm.self)
+    }
 
     /// Sets the number of threads one GEMM may use.
     public static func setThreads(_ n: Int) {
@@ -18,6 +103,21 @@ public enum BLAS {
     }
 
     public static var threads: Int { gemmThreads }
+
+    /// One single-threaded GEMM on the chosen backend.
+    @inline(__always)
+    static func kernel(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                       _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                       _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        if backend == .onednn, let sgemm = dnnlSgemm {
+            let status = sgemm(transA ? 84 : 78, transB ? 84 : 78, Int64(m), Int64(n), Int64(k), alpha,
+                               a, Int64(lda), b, Int64(ldb), beta, c, Int64(ldc))
+            precondition(status == 0, "dnnl_sgemm failed with status \(status) (m \(m) n \(n) k \(k))")
+            return
+        }
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
 
     /// C[m,n] = alpha · op(A)[m,k] · op(B)[k,n] + beta · C, row-major.
     /// op(A) is A (lda ≥ k) or Aᵀ (A stored [k,m], lda ≥ m); likewise B.
@@ -41,24 +141,16 @@ public enum BLAS {
                 let hi = w == width - 1 ? length : ((length * (w + 1) / width) + 8) & ~15
                 guard lo < hi else { return }
                 if alongRows {
-                    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                                Int32(hi - lo), Int32(n), Int32(k), alpha,
-                                a + (transA ? lo : lo * lda), Int32(lda), b, Int32(ldb), beta,
-                                c + lo * ldc, Int32(ldc))
+                    kernel(transA, transB, hi - lo, n, k, alpha, a + (transA ? lo : lo * lda), lda, b, ldb,
+                           beta, c + lo * ldc, ldc)
                 } else {
-                    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                                Int32(m), Int32(hi - lo), Int32(k), alpha,
-                                a, Int32(lda), b + (transB ? lo * ldb : lo), Int32(ldb), beta,
-                                c + lo, Int32(ldc))
+                    kernel(transA, transB, m, hi - lo, k, alpha, a, lda, b + (transB ? lo * ldb : lo), ldb,
+                           beta, c + lo, ldc)
                 }
             }
             return
         }
-        cblas_sgemm(CblasRowMajor,
-                    transA ? CblasTrans : CblasNoTrans,
-                    transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha,
-                    a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        kernel(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
 
     /// How many panels a GEMM of this size is worth: one per 2 MFLOP of work, at least 32

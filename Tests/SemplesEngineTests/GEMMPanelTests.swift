@@ -23,9 +23,17 @@ final class GEMMPanelTests: XCTestCase {
     }
 
     func testPanelsMatchAFloat64ReferenceForEveryLayout() {
-        let saved = Parallel.threads
-        defer { Parallel.configure(threads: saved) }
+        let saved = Parallel.threads, savedBackend = BLAS.backend
+        defer { Parallel.configure(threads: saved); try? BLAS.select(savedBackend) }
         var rng = SeededGenerator(seed: 71)
+        // Every backend this machine can load (OpenBLAS always; oneDNN where libdnnl.so.2 is
+        // installed, as .ci/run does), each alone and cut into panels.
+        for backend in BLAS.Backend.allCases {
+            if let reason = BLAS.availability(backend) {
+                print("GEMMPanelTests: \(backend.rawValue) not checked: \(reason)")
+                continue
+            }
+            try? BLAS.select(backend)
         // Shapes chosen so that panels are cut (work ≥ 2 MFLOP), along rows (m ≥ n) and along
         // columns (n > m), with sizes that are not multiples of 16 and a last panel shorter than the rest.
         let shapes: [(m: Int, n: Int, k: Int)] = [(197, 64, 197), (61, 333, 129), (1001, 97, 40), (35, 1030, 70)]
@@ -63,7 +71,7 @@ final class GEMMPanelTests: XCTestCase {
                                 }
                                 let err = abs(got - want[i * ldc + j])
                                 if err > bound {
-                                    XCTFail("threads \(threads) m\(m) n\(n) k\(k) tA \(transA) tB \(transB): C[\(i),\(j)] off by \(err)")
+                                    XCTFail("\(backend) threads \(threads) m\(m) n\(n) k\(k) tA \(transA) tB \(transB): C[\(i),\(j)] off by \(err)")
                                     return
                                 }
                             }
@@ -71,6 +79,7 @@ final class GEMMPanelTests: XCTestCase {
                     }
                 }
             }
+        }
         }
     }
 
