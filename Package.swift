@@ -36,7 +36,8 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
 
         // Libraries.
-        .target(name: "SemplesEngine", dependencies: ["CBLAS"]),
+        .target(name: "CAllocCount", path: "Sources/CAllocCount"),
+        .target(name: "SemplesEngine", dependencies: ["CBLAS", "CAllocCount"]),
         .target(name: "SemplesFormats", dependencies: ["SemplesEngine", "CCodecs"]),
         .target(name: "SemplesModels", dependencies: ["SemplesEngine", "SemplesFormats", "CZlib"]),
         .target(name: "SemplesManifest", dependencies: ["Yams"]),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SemplesEngine
 import SemplesPipeline
 
 struct BenchCommand: ParsableCommand {
@@ -61,7 +62,7 @@ struct BenchCommand: ParsableCommand {
         if sections.contains("semples") {
             lines += SemPLeSBenchSection.run(threads: threads, iterations: iterations, torch: torch, log: log)
         }
-        let report = BenchReport(threads: threads, torch: torchVersion, lines: lines)
+        let report = BenchReport(threads: threads, torch: torchVersion, blas: BLAS.backendDescription, lines: lines)
         if json {
             let e = JSONEncoder()
             e.outputFormatting = [.prettyPrinted, .sortedKeys]

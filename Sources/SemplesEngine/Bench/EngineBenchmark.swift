@@ -13,6 +13,8 @@ public enum EngineBenchmark {
         /// Only for the sgemm figure.
         public var gflops: Double?
         public var iterations: Int
+        /// Heap allocations per timed iteration (semples only; nil where they are not counted).
+        public var allocations: Double?
     }
 
     public struct Options: Sendable {
@@ -127,17 +129,19 @@ public enum EngineBenchmark {
     static func measure(_ name: String, _ options: Options, _ body: () -> Void) -> Figure {
         for _ in 0..<options.warmup { body() }
         var times: [Double] = []
-        times.reserveCapacity(options.iterations)
+        times.reserveCapacity(max(1, options.iterations))
+        let allocationsBefore = AllocationCount.total
         for _ in 0..<max(1, options.iterations) {
             let start = DispatchTime.now().uptimeNanoseconds
             body()
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
         }
+        let allocations = Double(AllocationCount.total - allocationsBefore) / Double(times.count)
         times.sort()
         let median = times.count % 2 == 1 ? times[times.count / 2]
             : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
         return Figure(name: name, medianMilliseconds: median, minimumMilliseconds: times[0], gflops: nil,
-                      iterations: times.count)
+                      iterations: times.count, allocations: AllocationCount.isCounting ? allocations : nil)
     }
 
     /// Speed ratios engine/PyTorch (>1 means the engine is faster) for the figures both reports hold.

@@ -34,10 +34,12 @@ public enum EngineBenchSection {
             guard !mine.isEmpty else { return nil }
             if mine[0].gflops != nil {
                 return BenchLine(section: "engine", name: name, unit: "GFLOP/s", semples: median(mine.compactMap(\.gflops))!,
-                                 torch: median(other.compactMap(\.gflops)), higherIsBetter: true, note: note)
+                                 torch: median(other.compactMap(\.gflops)), higherIsBetter: true, note: note,
+                                 allocations: mine.compactMap(\.allocations).max())
             }
             return BenchLine(section: "engine", name: name, unit: "ms", semples: median(mine.map(\.medianMilliseconds))!,
-                             torch: median(other.map(\.medianMilliseconds)), note: note)
+                             torch: median(other.map(\.medianMilliseconds)), note: note,
+                             allocations: mine.compactMap(\.allocations).max())
         }
     }
 }

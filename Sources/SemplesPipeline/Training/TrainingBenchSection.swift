@@ -37,7 +37,8 @@ public enum TrainingBenchSection {
         }
         return [
             BenchLine(section: "train", name: "weaktr step", unit: "images/s", semples: ours.imagesPerSecond,
-                      torch: theirs?.images_per_second, higherIsBetter: true, note: note),
+                      torch: theirs?.images_per_second, higherIsBetter: true, note: note,
+                      allocations: ours.allocationsPerStep),
             BenchLine(section: "train", name: "forward", unit: "ms", semples: ours.forwardSeconds * 1000,
                       torch: theirs.map { $0.forward_seconds * 1000 }),
             BenchLine(section: "train", name: "backward", unit: "ms", semples: ours.backwardSeconds * 1000,

@@ -29,6 +29,8 @@ public struct TrainingBenchmarkResult: Codable, Sendable {
     public var batch: Int
     public var threads: Int
     public var workspaceBytes: Int
+    /// Heap allocations per timed step (nil where they are not counted).
+    public var allocationsPerStep: Double?
 }
 
 /// One WeakTr training iteration as the job runs it (train-mode forward with DropPath, the three
@@ -50,7 +52,9 @@ public enum WeakTrTrainingBenchmark {
         for i in 0..<ws.targetBuffer.count { ws.targetBuffer.data[i] = rng.nextUniform() < 0.1 ? 1 : 0 }
         let optimizer = AdamW(parameters: model.store.parameters, learningRate: 1e-4, weightDecay: 0.03)
         var forward = 0.0, backward = 0.0, step = 0.0
+        var allocationsBefore = 0
         for s in 0...o.steps {
+            if s == 1 { allocationsBefore = AllocationCount.total }   // after the warm-up step
             let t0 = Date()
             model.store.zeroGradients()
             var g = SeededGenerator(seed: UInt64(s))
@@ -66,11 +70,13 @@ public enum WeakTrTrainingBenchmark {
                 step += t3.timeIntervalSince(t2)
             }
         }
+        let allocations = Double(AllocationCount.total - allocationsBefore)
         let total = forward + backward + step
         let n = Double(max(o.steps, 1))
         return TrainingBenchmarkResult(imagesPerSecond: Double(o.batch * o.steps) / total, secondsPerStep: total / n,
                                        forwardSeconds: forward / n, backwardSeconds: backward / n,
                                        optimizerSeconds: step / n, steps: o.steps, batch: o.batch, threads: o.threads,
-                                       workspaceBytes: WeakTrTrainingWorkspace.floats(model: model, batch: o.batch) * 4)
+                                       workspaceBytes: WeakTrTrainingWorkspace.floats(model: model, batch: o.batch) * 4,
+                                       allocationsPerStep: AllocationCount.isCounting ? allocations / n : nil)
     }
 }
