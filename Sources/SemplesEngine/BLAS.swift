@@ -26,6 +26,27 @@ public enum BLAS {
     nonisolated(unsafe) static var splitInEngine: Bool =
         ProcessInfo.processInfo.environment["SEMPLES_GEMM_THREADING"] != "library"
 
+    /// Who spreads one GEMM over threads.
+    public enum Threading: String, Sendable { case engine, library }
+
+    public static var threading: Threading {
+        get { splitInEngine ? .engine : .library }
+        set {
+            splitInEngine = newValue == .engine
+            setThreads(gemmThreads)
+        }
+    }
+
+    /// Runs body on OpenBLAS with library-threaded GEMMs, the engine's set-up before GEMMs were
+    /// cut into panels (the `baseline` figures of `semples bench`), then restores the choice.
+    public static func withBaseline<T>(_ body: () throws -> T) rethrows -> T {
+        let (savedBackend, savedThreading) = (backend, threading)
+        backend = .openblas
+        threading = .library
+        defer { backend = savedBackend; threading = savedThreading }
+        return try body()
+    }
+
     nonisolated(unsafe) private static var gemmThreads: Int = 1
 
     /// The backend in use. Set from $SEMPLES_BLAS on first use; a bad value stops the program
@@ -104,9 +125,21 @@ public enum BLAS {
 
     public static var threads: Int { gemmThreads }
 
-    /// One single-threaded GEMM on the chosen backend.
+    /// One single-threaded GEMM on the chosen backend, in the chosen precision.
     @inline(__always)
     static func kernel(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                       _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                       _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        if precision == .bf16 && k > 0 {
+            bf16Kernel(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        } else {
+            fp32Kernel(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        }
+    }
+
+    /// One single-threaded float32 GEMM on the chosen backend.
+    @inline(__always)
+    static func fp32Kernel(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
                        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
         if backend == .onednn, let sgemm = dnnlSgemm {
@@ -132,25 +165,41 @@ public enum BLAS {
         if m == 0 || n == 0 { return }
         let width = splitInEngine ? min(gemmThreads, panels(m: m, n: n, k: k)) : 1
         if width > 1 {
-            // Cut C into `width` panels along its longer side, in multiples of 16 (the kernels'
-            // register blocking), and run one single-threaded GEMM per panel.
-            let alongRows = m >= n
-            let length = alongRows ? m : n
-            WorkerPool.shared.run(width: width) { w in
-                let lo = w == 0 ? 0 : ((length * w / width) + 8) & ~15
-                let hi = w == width - 1 ? length : ((length * (w + 1) / width) + 8) & ~15
-                guard lo < hi else { return }
-                if alongRows {
-                    kernel(transA, transB, hi - lo, n, k, alpha, a + (transA ? lo : lo * lda), lda, b, ldb,
-                           beta, c + lo * ldc, ldc)
-                } else {
-                    kernel(transA, transB, m, hi - lo, k, alpha, a, lda, b + (transB ? lo * ldb : lo), ldb,
-                           beta, c + lo, ldc)
-                }
+            var job = GEMMPanels(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                                 b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, width: width)
+            withUnsafePointer(to: &job) { address in
+                WorkerPool.shared.run(width: width, job: UnsafeRawPointer(address), entry: GEMMPanels.entry)
             }
             return
         }
         kernel(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    }
+
+    /// One GEMM cut into `width` panels of C along its longer side, in multiples of 16 (the
+    /// kernels' register blocking), each a single-threaded GEMM on one worker.
+    struct GEMMPanels {
+        var transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float
+        var a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int
+        var beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, width: Int
+
+        static let entry: @convention(c) (UnsafeRawPointer, Int) -> Void = { address, w in
+            address.assumingMemoryBound(to: GEMMPanels.self).pointee.run(panel: w)
+        }
+
+        func run(panel w: Int) {
+            let alongRows = m >= n
+            let length = alongRows ? m : n
+            let lo = w == 0 ? 0 : ((length * w / width) + 8) & ~15
+            let hi = w == width - 1 ? length : ((length * (w + 1) / width) + 8) & ~15
+            guard lo < hi else { return }
+            if alongRows {
+                BLAS.kernel(transA, transB, hi - lo, n, k, alpha, a + (transA ? lo : lo * lda), lda, b, ldb,
+                            beta, c + lo * ldc, ldc)
+            } else {
+                BLAS.kernel(transA, transB, m, hi - lo, k, alpha, a, lda, b + (transB ? lo * ldb : lo), ldb,
+                            beta, c + lo, ldc)
+            }
+        }
     }
 
     /// How many panels a GEMM of this size is worth: one per 2 MFLOP of work, at least 32

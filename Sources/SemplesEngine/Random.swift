@@ -1,30 +1,58 @@
 /// A small, fast, seedable generator (xoshiro256**), seeded by SplitMix64.
 /// Used for DropPath, data order and augmentation so that runs repeat from a seed.
 public struct SeededGenerator: RandomNumberGenerator, Sendable, Codable, Equatable {
-    public var state: [UInt64]
+    // Four words held inline (an array here made every `SeededGenerator(seed:)` a heap allocation).
+    private var s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64
+
+    /// The four state words (saved in checkpoints as a list under "state").
+    public var state: [UInt64] {
+        get { [s0, s1, s2, s3] }
+        set {
+            precondition(newValue.count == 4, "a generator state has 4 words, not \(newValue.count)")
+            (s0, s1, s2, s3) = (newValue[0], newValue[1], newValue[2], newValue[3])
+        }
+    }
 
     public init(seed: UInt64) {
         var z = seed
-        var s = [UInt64](repeating: 0, count: 4)
-        for i in 0..<4 {
+        @inline(__always) func split(_ z: inout UInt64) -> UInt64 {
             z &+= 0x9E37_79B9_7F4A_7C15
             var x = z
             x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
             x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
-            s[i] = x ^ (x >> 31)
+            return x ^ (x >> 31)
         }
-        state = s
+        s0 = split(&z)
+        s1 = split(&z)
+        s2 = split(&z)
+        s3 = split(&z)
+    }
+
+    enum CodingKeys: String, CodingKey { case state }
+
+    public init(from decoder: Decoder) throws {
+        let words = try decoder.container(keyedBy: CodingKeys.self).decode([UInt64].self, forKey: .state)
+        guard words.count == 4 else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "a generator state has 4 words, not \(words.count)"))
+        }
+        (s0, s1, s2, s3) = (words[0], words[1], words[2], words[3])
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(state, forKey: .state)
     }
 
     public mutating func next() -> UInt64 {
-        let result = rotl(state[1] &* 5, 7) &* 9
-        let t = state[1] << 17
-        state[2] ^= state[0]
-        state[3] ^= state[1]
-        state[1] ^= state[2]
-        state[0] ^= state[3]
-        state[2] ^= t
-        state[3] = rotl(state[3], 45)
+        let result = rotl(s1 &* 5, 7) &* 9
+        let t = s1 << 17
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = rotl(s3, 45)
         return result
     }
 

@@ -2,17 +2,27 @@ import Foundation
 
 /// A tensor shape of rank 0…6, stored inline so that making a view never allocates.
 public struct Shape: Equatable, CustomStringConvertible, Sendable {
-    public private(set) var rank: Int
-    private var storage: (Int, Int, Int, Int, Int, Int)
+    @usableFromInline var _rank: Int = 0
+    public var rank: Int { _rank }
+    @usableFromInline var storage: (Int, Int, Int, Int, Int, Int)
 
+    /// Inlinable so that an array literal passed here (`reshaped([B * T, D])`) is built on the
+    /// stack: shapes are made in every layer call and must not allocate.
+    @inlinable
     public init(_ dims: [Int]) {
-        precondition(dims.count <= 6, "rank \(dims.count) > 6 is not supported")
-        precondition(dims.allSatisfy { $0 >= 0 }, "negative dimension in \(dims)")
-        rank = dims.count
+        // No message below captures `dims`: a captured array escapes and is then heap-allocated.
+        let n = dims.count
+        precondition(n <= 6, "rank \(n) > 6 is not supported")
+        _rank = n
         storage = (0, 0, 0, 0, 0, 0)
-        for (i, d) in dims.enumerated() { self[i] = d }
+        for i in 0..<n {
+            let d = dims[i]
+            precondition(d >= 0, "negative dimension \(d) at axis \(i)")
+            self[i] = d
+        }
     }
 
+    @inlinable
     public subscript(_ i: Int) -> Int {
         get {
             precondition(i >= 0 && i < rank, "axis \(i) out of range for rank \(rank)")
@@ -39,6 +49,7 @@ public struct Shape: Equatable, CustomStringConvertible, Sendable {
     }
 
     /// Number of elements (1 for rank 0).
+    @inlinable
     public var count: Int {
         var n = 1
         for i in 0..<rank { n *= self[i] }
@@ -46,6 +57,38 @@ public struct Shape: Equatable, CustomStringConvertible, Sendable {
     }
 
     public var dims: [Int] { (0..<rank).map { self[$0] } }
+
+    /// Shapes of rank 1…5 from their sizes, without an array (hot paths: an array literal
+    /// passed to `init(_ dims: [Int])` is a heap allocation).
+    @inlinable public init(_ d0: Int) { self.init(rank: 1, (d0, 0, 0, 0, 0, 0)) }
+    @inlinable public init(_ d0: Int, _ d1: Int) { self.init(rank: 2, (d0, d1, 0, 0, 0, 0)) }
+    @inlinable public init(_ d0: Int, _ d1: Int, _ d2: Int) { self.init(rank: 3, (d0, d1, d2, 0, 0, 0)) }
+    @inlinable public init(_ d0: Int, _ d1: Int, _ d2: Int, _ d3: Int) { self.init(rank: 4, (d0, d1, d2, d3, 0, 0)) }
+    @inlinable public init(_ d0: Int, _ d1: Int, _ d2: Int, _ d3: Int, _ d4: Int) {
+        self.init(rank: 5, (d0, d1, d2, d3, d4, 0))
+    }
+
+    @inlinable
+    init(rank: Int, _ sizes: (Int, Int, Int, Int, Int, Int)) {
+        precondition(sizes.0 >= 0 && sizes.1 >= 0 && sizes.2 >= 0 && sizes.3 >= 0 && sizes.4 >= 0,
+                     "negative dimension in a shape")
+        _rank = rank
+        storage = sizes
+    }
+
+    /// The shape without its first axis (no array is made).
+    public var droppingFirst: Shape {
+        precondition(rank >= 1, "a rank-0 shape has no first axis")
+        var s = Shape()
+        s._rank = rank - 1
+        s.storage = (storage.1, storage.2, storage.3, storage.4, storage.5, 0)
+        return s
+    }
+
+    private init() {
+        _rank = 0
+        storage = (0, 0, 0, 0, 0, 0)
+    }
     public var description: String { "[" + dims.map(String.init).joined(separator: ", ") + "]" }
 
     public static func == (a: Shape, b: Shape) -> Bool {
@@ -68,17 +111,28 @@ public struct TensorView: @unchecked Sendable {
     /// The object whose lifetime bounds `data`; nil for memory the caller keeps alive itself.
     public let owner: AnyObject?
 
+    @inlinable
     public init(_ data: UnsafeMutablePointer<Float>, _ shape: Shape, owner: AnyObject? = nil) {
         self.data = data
         self.shape = shape
         self.owner = owner
     }
 
+    @inlinable
     public init(_ data: UnsafeMutablePointer<Float>, _ dims: [Int], owner: AnyObject? = nil) {
         self.init(data, Shape(dims), owner: owner)
     }
 
+    /// The view of `shape` starting `offset` floats into this one, with the same owner.
+    @inlinable
+    public func slice(offset: Int, _ shape: Shape) -> TensorView {
+        precondition(offset >= 0 && offset + shape.count <= count,
+                     "slice of \(shape.count) floats at \(offset) is outside a view of \(count)")
+        return TensorView(data + offset, shape, owner: owner)
+    }
+
     /// The view of `dims` elements starting `offset` floats into this one, with the same owner.
+    @inlinable
     public func slice(offset: Int, _ dims: [Int]) -> TensorView {
         let s = Shape(dims)
         precondition(offset >= 0 && offset + s.count <= count,
@@ -86,9 +140,18 @@ public struct TensorView: @unchecked Sendable {
         return TensorView(data + offset, s, owner: owner)
     }
 
+    @inlinable
     public var count: Int { shape.count }
 
     /// The same memory seen with another shape of equal element count.
+    @inlinable
+    public func reshaped(_ shape: Shape) -> TensorView {
+        precondition(shape.count == count, "cannot reshape \(self.shape) to \(shape)")
+        return TensorView(data, shape, owner: owner)
+    }
+
+    /// The same memory seen with another shape of equal element count.
+    @inlinable
     public func reshaped(_ dims: [Int]) -> TensorView {
         let s = Shape(dims)
         precondition(s.count == count, "cannot reshape \(shape) to \(s)")
@@ -96,6 +159,7 @@ public struct TensorView: @unchecked Sendable {
     }
 
     /// Sub-view of rows [start, start+length) along axis 0.
+    @inlinable
     public func rows(_ start: Int, _ length: Int) -> TensorView {
         precondition(shape.rank >= 1 && start >= 0 && start + length <= shape[0],
                      "rows \(start)..<\(start + length) out of range for \(shape)")
@@ -109,7 +173,7 @@ public struct TensorView: @unchecked Sendable {
     public subscript(_ i: Int) -> TensorView {
         precondition(shape.rank >= 1 && i >= 0 && i < shape[0], "index \(i) out of range for \(shape)")
         let inner = count / shape[0]
-        return TensorView(data + i * inner, Shape(Array(shape.dims.dropFirst())), owner: owner)
+        return TensorView(data + i * inner, shape.droppingFirst, owner: owner)
     }
 
     public func fill(_ value: Float) {

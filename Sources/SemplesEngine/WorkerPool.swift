@@ -7,7 +7,7 @@ import Darwin
 /// Persistent worker threads for `Parallel`: a run hands out indices 0..<n, the caller taking 0.
 ///
 /// Compared with DispatchQueue.concurrentPerform (about four allocations per call on Linux), a run
-/// here costs one small closure-context allocation and two futex wake-ups. A run started while another
+/// here costs one 32-byte closure context (none through `run(width:job:entry:)`) and two futex wake-ups. A run started while another
 /// is in progress (nested parallel loops, or a second calling thread) executes serially in its caller.
 final class WorkerPool: @unchecked Sendable {
     static let shared = WorkerPool()
@@ -21,9 +21,18 @@ final class WorkerPool: @unchecked Sendable {
     private var pending = 0
     private var jobWidth = 0
     private var busy = false
-    /// The running body while a run is active.
-    private var job: (Int) -> Void = WorkerPool.idle
-    private static let idle: (Int) -> Void = { _ in }
+    /// The running body while a run is active: the address of the caller's closure value, which
+    /// lives on the caller's stack for the whole run (storing the closure itself in this object
+    /// would copy its context to the heap: one allocation per run).
+    private var job: UnsafeRawPointer?
+    /// How the workers call `job`: a C function of (job, index), so that the engine's own runs
+    /// (GEMM panels) hand their work over with no closure at all.
+    private var jobEntry: (@convention(c) (UnsafeRawPointer, Int) -> Void)?
+
+    /// The entry of closure runs: `job` points at a `JobBox`.
+    private static let closureEntry: @convention(c) (UnsafeRawPointer, Int) -> Void = { address, index in
+        address.assumingMemoryBound(to: JobBox.self).pointee.body(index)
+    }
 
     private init() {
         mutex = .allocate(capacity: 1)
@@ -36,8 +45,6 @@ final class WorkerPool: @unchecked Sendable {
 
     /// Runs body(i) for i in 0..<width, concurrently on up to width threads (the caller is one).
     ///
-    /// Handing the body to the workers costs one small runtime allocation (the closure context
-    /// stored in `job`); tensors and scratch never allocate here.
     func run(width: Int, _ body: (Int) -> Void) {
         if width <= 1 {
             if width == 1 { body(0) }
@@ -53,23 +60,57 @@ final class WorkerPool: @unchecked Sendable {
         while threadCount < width - 1 { startThread(index: threadCount + 1) }
         pthread_mutex_unlock(mutex)
 
+        // Handing a closure to another thread needs it as an escaping value: Swift makes a
+        // 32-byte context for that (one allocation per run). `run(width:job:entry:)` has none.
         withoutActuallyEscaping(body) { body in
-            pthread_mutex_lock(mutex)
-            job = body
-            jobWidth = width
-            pending = threadCount
-            generation &+= 1
-            pthread_cond_broadcast(wake)
-            pthread_mutex_unlock(mutex)
-
-            body(0)
-
-            pthread_mutex_lock(mutex)
-            while pending > 0 { pthread_cond_wait(finished, mutex) }
-            job = WorkerPool.idle
-            busy = false
-            pthread_mutex_unlock(mutex)
+            // A concrete struct, so that taking its address needs no reabstraction thunk.
+            var box = JobBox(body: body)
+            withUnsafePointer(to: &box) { address in
+                dispatch(width: width, job: UnsafeRawPointer(address), entry: WorkerPool.closureEntry)
+            }
         }
+    }
+
+    /// Runs entry(job, i) for i in 0..<width, concurrently; allocates nothing. `job` must stay
+    /// valid until the call returns.
+    func run(width: Int, job: UnsafeRawPointer, entry: @convention(c) (UnsafeRawPointer, Int) -> Void) {
+        if width <= 1 {
+            if width == 1 { entry(job, 0) }
+            return
+        }
+        pthread_mutex_lock(mutex)
+        if busy {
+            pthread_mutex_unlock(mutex)
+            for i in 0..<width { entry(job, i) }
+            return
+        }
+        busy = true
+        while threadCount < width - 1 { startThread(index: threadCount + 1) }
+        pthread_mutex_unlock(mutex)
+        dispatch(width: width, job: job, entry: entry)
+    }
+
+    /// Publishes a job to the workers, runs index 0 here and waits for the rest. Called with
+    /// `busy` set by this caller.
+    private func dispatch(width: Int, job address: UnsafeRawPointer,
+                          entry: @convention(c) (UnsafeRawPointer, Int) -> Void) {
+        pthread_mutex_lock(mutex)
+        job = address
+        jobEntry = entry
+        jobWidth = width
+        pending = threadCount
+        generation &+= 1
+        pthread_cond_broadcast(wake)
+        pthread_mutex_unlock(mutex)
+
+        entry(address, 0)
+
+        pthread_mutex_lock(mutex)
+        while pending > 0 { pthread_cond_wait(finished, mutex) }
+        job = nil
+        jobEntry = nil
+        busy = false
+        pthread_mutex_unlock(mutex)
     }
 
     /// Must be called with the mutex held.
@@ -95,16 +136,20 @@ final class WorkerPool: @unchecked Sendable {
             while generation == seen { pthread_cond_wait(wake, mutex) }
             seen = generation
             let width = jobWidth
-            if index < width {
-                let body = job
+            if index < width, let address = job, let entry = jobEntry {
                 pthread_mutex_unlock(mutex)
-                body(index)
+                entry(address, index)
                 pthread_mutex_lock(mutex)
             }
             pending -= 1
             if pending == 0 { pthread_cond_signal(finished) }
         }
     }
+}
+
+/// The body of a run, held on the caller's stack.
+private struct JobBox {
+    let body: (Int) -> Void
 }
 
 private final class WorkerContext {

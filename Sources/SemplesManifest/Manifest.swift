@@ -70,6 +70,9 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// array task (Slurm) writing into the same outbox; 1: not sharded. `job: cam` and the CAM step
     /// of `job: pipeline` only.
     public var shards: Int = 1
+    /// `precision`: "fp32" (default) or "bf16", the arithmetic of a training job's GEMMs
+    /// (weaktr, train, pipeline, clip). bf16 runs only where the CPU has AVX-512 BF16.
+    public var precision: String = "fp32"
     /// The keys of `job: weaktr` (nil for other jobs).
     public var weaktr: WeakTrManifest? = nil
     /// The keys of `job: train` and `job: pipeline` (nil for other jobs).
@@ -246,6 +249,7 @@ private let keySpecs: [String: KeySpec] = [
     "stage_c": KeySpec(jobs: [.pipeline]),
     "seed": KeySpec(jobs: allJobs),
     "shards": KeySpec(jobs: [.cam, .pipeline]),
+    "precision": KeySpec(jobs: [.weaktr, .train, .pipeline, .clip]),
     // Read by the daemon, not the job: Slurm resources (semplesd's `executor: slurm`).
     "resources": KeySpec(jobs: allJobs),
 ]
@@ -318,6 +322,12 @@ struct KeyReader {
             limit: try int("limit", range: 1...Int.max), seed: try int("seed", range: 0...Int(Int32.max)) ?? 504)
 
         m.shards = try int("shards", range: 1...1024) ?? 1
+        if let p = try string("precision") {
+            guard p == "fp32" || p == "bf16" else {
+                throw fail("precision", "'\(p)' is not a precision; expected fp32 or bf16")
+            }
+            m.precision = p
+        }
         switch job {
         case .cam:
             guard let resume = try path("resume", directory: false) else {

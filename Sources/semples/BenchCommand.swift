@@ -18,6 +18,8 @@ struct BenchCommand: ParsableCommand {
           semples bench
           semples bench --only engine --json
           semples bench --threads 1 --python /opt/torch/bin/python
+          semples bench --scaling
+          semples bench --only train,engine --blas onednn
         """)
 
     @Option(help: "Threads for both engines (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
@@ -28,6 +30,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Python with torch for the PyTorch side.") var python: String?
     @Flag(help: "Skip PyTorch even when available.") var noTorch = false
     @Flag(help: "Print JSON instead of a table.") var json = false
+    @Flag(help: "Only the training step's throughput at 1, 2, … threads up to --threads, with the parallel efficiency.")
+    var scaling = false
+    @Option(help: "GEMM backend for semples: openblas or onednn (default: $SEMPLES_BLAS, else openblas).") var blas: String?
 
     func run() throws {
         let known: Set<String> = ["engine", "cam", "clip", "formats", "train", "semples"]
@@ -42,6 +47,23 @@ struct BenchCommand: ParsableCommand {
             let found = TorchReference.locate(explicit: python, projectFolder: TorchReference.findProjectFolder())
             torch = found.reference
             if torch != nil { torchVersion = found.reason } else { log("PyTorch not measured: \(found.reason)") }
+        }
+        if let blas {
+            guard let choice = BLAS.Backend(rawValue: blas.lowercased()) else {
+                throw ValidationError("unknown GEMM backend '\(blas)'; known: " + BLAS.Backend.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            do { try BLAS.select(choice) } catch { throw ValidationError("\(error)") }
+        }
+        if scaling {
+            let rows = TrainingBenchSection.scaling(maxThreads: threads, steps: max(2, iterations / 3), torch: torch, log: log)
+            if json {
+                let e = JSONEncoder()
+                e.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try e.encode(rows), as: UTF8.self))
+            } else {
+                print(TrainingBenchSection.scalingTable(rows, blas: BLAS.backendDescription), terminator: "")
+            }
+            return
         }
         var lines: [BenchLine] = []
         if sections.contains("engine") {

@@ -21,3 +21,4 @@ final class AllocationCountTests: XCTestCase {
         XCTAssertEqual(none, 0)
     }
 }
+

@@ -122,4 +122,21 @@ final class WeakTrManifestTests: XCTestCase {
             XCTAssertEqual(($0 as? ManifestError)?.key, "epochs", "\($0)")
         }
     }
+
+    func testPrecisionKey() throws {
+        XCTAssertEqual(try load("").precision, "fp32")
+        XCTAssertEqual(try load("precision: bf16\n").precision, "bf16")
+        assertRejected("precision: fp16\n", key: "precision", contains: "expected fp32 or bf16")
+        let path = folder.appendingPathComponent("cam-precision.yaml").path
+        FileManager.default.createFile(atPath: path, contents: Data("""
+        job: cam
+        data_path: data
+        img_list: data/voc12/train_id.txt
+        resume: deit.pth
+        precision: bf16
+        """.utf8))
+        XCTAssertThrowsError(try Manifest.load(path: path)) {
+            XCTAssertEqual(($0 as? ManifestError)?.key, "precision", "\($0)")
+        }
+    }
 }

@@ -61,7 +61,7 @@ public struct MultiHeadAttention: Sendable {
     /// x: [B, T, D] → y: [B, T, D] (projected output, before any residual). Overwrites y.
     public func forward(_ x: TensorView, into y: TensorView, cache: Cache) {
         let B = x.shape[0], T = x.shape[1], D = dimension, H = headCount, hd = headDimension
-        precondition(x.shape == Shape([B, T, D]) && y.shape == x.shape && cache.qkv.count == B * T * 3 * D
+        precondition(x.shape == Shape(B, T, D) && y.shape == x.shape && cache.qkv.count == B * T * 3 * D
                      && cache.probabilities.count == B * H * T * T && cache.context.count == B * T * D,
                      "attention forward: x \(x.shape), y \(y.shape), cache for \(cache.qkv.shape)")
         qkv.forward(x, into: cache.qkv)

@@ -124,7 +124,7 @@ public struct TransformerBlock: Sendable {
         precondition(x.shape.rank == 3 && x.shape[2] == D && y.shape == x.shape && x.data != y.data,
                      "block forward: x \(x.shape), y \(y.shape) (y must be a separate buffer)")
         let B = x.shape[0], T = x.shape[1]
-        let flat = [B * T, D]
+        let flat = Shape(B * T, D)
         norm1.forward(x.reshaped(flat), into: cache.norm1Output.reshaped(flat), mean: cache.mean1, rstd: cache.rstd1)
         attention.forward(cache.norm1Output, into: cache.attentionOutput, cache: cache.attention)
         DropPath.addScaled(cache.attentionOutput, scales: cache.attentionScales, to: x, into: cache.residual)
@@ -142,7 +142,7 @@ public struct TransformerBlock: Sendable {
                          accumulate: Bool = true, parameterGradients: Bool = true) {
         let D = configuration.dimension
         let B = x.shape[0], T = x.shape[1]
-        let flat = [B * T, D]
+        let flat = Shape(B * T, D)
         precondition(dy.shape == x.shape, "block backward: dy \(dy.shape), x \(x.shape)")
         let dh = scratch.residualGradient, branch = scratch.branchGradient, dnorm = scratch.normGradient
         // MLP branch: ∂/∂(fc2 output) = scale_b · dy (dy itself when no sample was dropped or scaled).

@@ -52,7 +52,7 @@ extension CLIPTextEncoder {
                                         into features: TensorView, arena: Arena,
                                         keepActivations: Bool = false) -> PromptPass {
         let C = prompts.shape[0], L = prompts.shape[1], W = config.textWidth
-        precondition(prompts.shape == Shape([C, L, W]), "background prompts \(prompts.shape), width \(W)")
+        precondition(prompts.shape == Shape(C, L, W), "background prompts \(prompts.shape), width \(W)")
         let layout = template.layout(length: L, context: config.contextLength)
         let end = template.endPosition(length: L)
         let T = end + 1
@@ -71,7 +71,7 @@ extension CLIPTextEncoder {
     public func backwardBackgroundPrompts(_ dFeatures: TensorView, pass: PromptPass, promptsGradient: TensorView,
                                           arena: Arena) {
         let C = pass.text.batch, T = pass.text.tokens, W = config.textWidth, L = pass.length
-        precondition(promptsGradient.shape == Shape([C, L, W]), "prompt gradient \(promptsGradient.shape)")
+        precondition(promptsGradient.shape == Shape(C, L, W), "prompt gradient \(promptsGradient.shape)")
         let mark = arena.mark
         defer { arena.release(to: mark) }
         let dx = arena.zeros([C, T, W])

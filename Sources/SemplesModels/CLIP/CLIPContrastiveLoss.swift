@@ -73,7 +73,7 @@ public enum CLIPContrastiveLoss {
     public static func backward(_ pass: Pass, imagesGradient dImages: TensorView, textsGradient dTexts: TensorView,
                                 arena: Arena) -> Float {
         let N = pass.logits.shape[0], E = pass.imageUnit.shape[1]
-        precondition(dImages.shape == Shape([N, E]) && dTexts.shape == Shape([N, E]), "contrastive backward shapes")
+        precondition(dImages.shape == Shape(N, E) && dTexts.shape == Shape(N, E), "contrastive backward shapes")
         let mark = arena.mark
         defer { arena.release(to: mark) }
         let dS = arena.allocate([N, N])

@@ -66,7 +66,7 @@ public struct CLIPImageEncoder {
                         keepActivations: Bool = false) -> Pass {
         let c = config, B = images.shape[0], R = c.imageResolution, P = c.patchSize, G = c.grid
         let T = c.imageTokens, W = c.visionWidth, E = c.embedDimension
-        precondition(images.shape == Shape([B, 3, R, R]) && features.shape == Shape([B, E]),
+        precondition(images.shape == Shape(B, 3, R, R) && features.shape == Shape(B, E),
                      "CLIP image encoder: images \(images.shape), features \(features.shape) for \(R)px, \(E)-d")
         let patches = arena.allocate([B * G * G, 3 * P * P])
         im2col(images, into: patches)
@@ -121,7 +121,7 @@ public struct CLIPImageEncoder {
         precondition(pass.keepsActivations, "CLIP image backward needs forward(keepActivations: true)")
         let c = config, B = pass.batch, P = c.patchSize, G = c.grid, T = c.imageTokens, W = c.visionWidth
         let E = c.embedDimension
-        precondition(dFeatures.shape == Shape([B, E])
+        precondition(dFeatures.shape == Shape(B, E)
                      && (dImages == nil || dImages!.count == B * 3 * c.imageResolution * c.imageResolution),
                      "CLIP image backward: dFeatures \(dFeatures.shape), dImages \(dImages.map { "\($0.shape)" } ?? "none")")
         let mark = arena.mark

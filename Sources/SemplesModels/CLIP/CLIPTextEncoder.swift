@@ -65,7 +65,7 @@ public struct CLIPTextEncoder {
     /// The token-embedding rows of `ids` ([B][context]) for positions 0..<tokens → [B, tokens, W].
     public func embed(_ ids: [[Int32]], tokens T: Int, into x: TensorView) {
         let W = config.textWidth, V = config.vocabularySize
-        precondition(x.shape == Shape([ids.count, T, W]), "text embed into \(x.shape), expected [\(ids.count), \(T), \(W)]")
+        precondition(x.shape == Shape(ids.count, T, W), "text embed into \(x.shape), expected [\(ids.count), \(T), \(W)]")
         let table = tokenEmbedding.value.data
         for (b, row) in ids.enumerated() {
             for t in 0..<T {
@@ -108,8 +108,8 @@ public struct CLIPTextEncoder {
     public func forward(embeddings x: TensorView, endPositions: [Int], into features: TensorView, arena: Arena,
                         keepActivations: Bool = false) -> Pass {
         let c = config, B = x.shape[0], T = x.shape[1], W = c.textWidth, E = c.embedDimension
-        precondition(x.shape == Shape([B, T, W]) && T <= c.contextLength && endPositions.count == B
-                     && endPositions.allSatisfy({ $0 >= 0 && $0 < T }) && features.shape == Shape([B, E]),
+        precondition(x.shape == Shape(B, T, W) && T <= c.contextLength && endPositions.count == B
+                     && endPositions.allSatisfy({ $0 >= 0 && $0 < T }) && features.shape == Shape(B, E),
                      "CLIP text encoder: x \(x.shape), ends \(endPositions), features \(features.shape)")
         for b in 0..<B { add(positionalEmbedding.value.rows(0, T), into: x[b]) }
         let scratch = arena.allocate([B, T, W])
@@ -137,7 +137,7 @@ public struct CLIPTextEncoder {
     public func backward(_ dFeatures: TensorView, pass: Pass, embeddingsGradient dx: TensorView?, arena: Arena) {
         precondition(pass.keepsActivations, "CLIP text backward needs forward(keepActivations: true)")
         let B = pass.batch, T = pass.tokens, W = config.textWidth, E = config.embedDimension
-        precondition(dFeatures.shape == Shape([B, E]) && (dx == nil || dx!.shape == Shape([B, T, W])),
+        precondition(dFeatures.shape == Shape(B, E) && (dx == nil || dx!.shape == Shape(B, T, W)),
                      "CLIP text backward: dFeatures \(dFeatures.shape), dx \(dx.map { "\($0.shape)" } ?? "none")")
         let mark = arena.mark
         defer { arena.release(to: mark) }

@@ -92,7 +92,7 @@ public struct TrainingAugmentation: Equatable, Sendable {
         precondition(output.count == outputCount, "augmented \(size)×\(size) image into \(output.shape)")
         let pixels = augmentPixels(image, rng: &rng)
         Self.normalize(pixels, mean: mean, std: std, into: output.data)
-        postCrop.augment(normalized: output.reshaped([3, pixels.height, pixels.width]), generator: &rng)
+        postCrop.augment(normalized: output.reshaped(Shape(3, pixels.height, pixels.width)), generator: &rng)
     }
 
     /// Crop, flip and normalise only (stage (b); WeakTr training with `aa: none`, `reprob: 0`).

@@ -135,7 +135,7 @@ public final class CLIPTrainer {
             for i in 0..<N {
                 let sample = samples[order[k * N + i]]
                 let image = try ImageIO.read(sample.imagePath)
-                transform.apply(image, rng: &g, into: images.view.slice(offset: i * 3 * R * R, [3, R, R]))
+                transform.apply(image, rng: &g, into: images.view.slice(offset: i * 3 * R * R, Shape(3, R, R)))
                 ids.append(sample.captions[Int(g.next() % UInt64(sample.captions.count))])
             }
             lr = schedule.value(at: iteration)
@@ -174,7 +174,7 @@ public final class CLIPTrainer {
             let n = min(batch, paths.count - start)
             for i in 0..<n {
                 evaluationInput(try ImageIO.read(paths[start + i]), size: S,
-                                into: input.view.slice(offset: i * 3 * S * S, [3, S, S]))
+                                into: input.view.slice(offset: i * 3 * S * S, Shape(3, S, S)))
             }
             arena.reset()
             let features = out.view.rows(start, n)

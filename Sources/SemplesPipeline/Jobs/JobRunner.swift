@@ -88,7 +88,20 @@ public enum JobRunner {
             finish("failed", job: nil, error: "invalid manifest: \(error)")
             return .badManifest
         }
-        context.log("job '\(manifest.job.rawValue)' from '\(manifestPath)' into '\(out.path)' (\(Parallel.threads) threads)")
+        context.log("job '\(manifest.job.rawValue)' from '\(manifestPath)' into '\(out.path)' (\(Parallel.threads) threads, "
+                    + "GEMMs on \(BLAS.backendDescription))")
+        if manifest.precision == "bf16" {
+            do {
+                try BLAS.setPrecision(.bf16)
+            } catch {
+                context.log("error: \(error)")
+                finish("failed", job: manifest.job.rawValue, error: "\(error)")
+                return .badManifest
+            }
+            context.log(BLAS.bf16Mode == .emulated
+                ? "precision bf16, emulated (SEMPLES_BF16=emulate): GEMM operands rounded to bfloat16, float32 sums; no faster"
+                : "precision bf16: GEMMs on oneDNN with bfloat16 operands and float32 sums; weights and the rest float32")
+        }
         do {
             // Keep a copy of the manifest as run beside the outputs.
             let copy = out.appendingPathComponent("manifest" + (manifestPath.hasSuffix(".json") ? ".json" : ".yaml"))

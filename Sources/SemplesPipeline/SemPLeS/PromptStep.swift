@@ -57,7 +57,7 @@ public final class PromptStep {
     /// are computed first: [P, E] unit rows, with the pairs.
     public func backgroundFeatures(images: TensorView, labels: TensorView) -> (pairs: [SemPLeSPair], features: Tensor) {
         let B = images.shape[0], S = images.shape[2], C = prompts.classCount, E = clip.config.embedDimension
-        precondition(images.shape == Shape([B, 3, S, S]) && S == clip.config.imageResolution && labels.shape == Shape([B, C]),
+        precondition(images.shape == Shape(B, 3, S, S) && S == clip.config.imageResolution && labels.shape == Shape(B, C),
                      "prompt step: images \(images.shape), labels \(labels.shape), CLIP input \(clip.config.imageResolution)")
         let pairs = SemPLeSMasks.pairs(labels: labels)
         let out = Tensor([max(pairs.count, 1), E])
@@ -83,7 +83,7 @@ public final class PromptStep {
             let result = weakTr.forward(images[n])
             let hp = result.patchRows, wp = result.patchColumns
             let up = Tensor([C, S, S]), masks = Tensor([C, S, S]), stats = Tensor([C, 4])
-            SemPLeSMasks.forward(fine: result.fineCAM.reshaped([C, hp, wp]), epsilon: epsilon, upsampled: up.view,
+            SemPLeSMasks.forward(fine: result.fineCAM.reshaped(Shape(C, hp, wp)), epsilon: epsilon, upsampled: up.view,
                                  masks: masks.view, statistics: stats.view)
             for k in ks {
                 let bg = Tensor([3, S, S])
@@ -117,12 +117,12 @@ public final class PromptStep {
         let h0 = hypers[0]
         for (p, pair) in pairs.enumerated() {
             let k = pair.classIndex
-            let bk = b[k].reshaped([1, E]), vp = v.view[p].reshaped([1, E]), tk = classText.view[k].reshaped([1, E])
+            let bk = b[k].reshaped(Shape(1, E)), vp = v.view[p].reshaped(Shape(1, E)), tk = classText.view[k].reshaped(Shape(1, E))
             let sImg = cosine(vp, bk), sLbl = cosine(tk, bk)
             let dImg = pairLoss(.negativeLog, similarity: sImg, pairs: P, weight: 1, loss: &terms.max)
             let dLbl = pairLoss(.positiveLog, similarity: sLbl, pairs: P, weight: h0, loss: &terms.min)
-            backwardCosine(dImg, bk, vp, into: dB[k].reshaped([1, E]))
-            backwardCosine(dLbl, bk, tk, into: dB[k].reshaped([1, E]))
+            backwardCosine(dImg, bk, vp, into: dB[k].reshaped(Shape(1, E)))
+            backwardCosine(dLbl, bk, tk, into: dB[k].reshaped(Shape(1, E)))
         }
         if let grad = prompts.prompts.activeGrad {
             clip.text.backwardBackgroundPrompts(dB, pass: pass, promptsGradient: grad, arena: arena)

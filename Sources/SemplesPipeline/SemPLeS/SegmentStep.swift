@@ -73,7 +73,7 @@ public final class SegmentStep {
 
     private func slot(_ i: Int, classCount C: Int, size S: Int) -> ImageSlot {
         while slots.count <= i { slots.append(ImageSlot(classCount: C, size: S)) }
-        if slots[i].masks.shape != Shape([C, S, S]) { slots[i] = ImageSlot(classCount: C, size: S) }
+        if slots[i].masks.shape != Shape(C, S, S) { slots[i] = ImageSlot(classCount: C, size: S) }
         return slots[i]
     }
 
@@ -100,7 +100,7 @@ public final class SegmentStep {
     /// (DropPath drawn per image in order); without it in eval mode.
     public func run(images: TensorView, labels: TensorView, generator: inout SeededGenerator?) -> SemPLeSLossTerms {
         let B = images.shape[0], S = images.shape[2], C = head.config.classCount, E = clip.config.embedDimension
-        precondition(images.shape == Shape([B, 3, S, S]) && S == clip.config.imageResolution && labels.shape == Shape([B, C]),
+        precondition(images.shape == Shape(B, 3, S, S) && S == clip.config.imageResolution && labels.shape == Shape(B, C),
                      "segment step: images \(images.shape), labels \(labels.shape), CLIP input \(clip.config.imageResolution)")
         let allPairs = SemPLeSMasks.pairs(labels: labels)
         var terms = SemPLeSLossTerms()
@@ -130,19 +130,19 @@ public final class SegmentStep {
                 let dFeats = arena.zeros([2 * g, E])
                 for (i, w) in chunk.enumerated() {
                     let k = w.k
-                    let text = classText.view[k].reshaped([1, E])
-                    let fg = feats[i].reshaped([1, E]), bg = feats[g + i].reshaped([1, E])
+                    let text = classText.view[k].reshaped(Shape(1, E))
+                    let fg = feats[i].reshaped(Shape(1, E)), bg = feats[g + i].reshaped(Shape(1, E))
                     let sFg = cosine(fg, text), sBg = cosine(bg, text)
                     let dFg = pairLoss(.negativeLog, similarity: sFg, pairs: P, weight: 1, loss: &terms.otm)
                     let dBg = pairLoss(.negativeLogOneMinus, similarity: sBg, pairs: P, weight: h0, loss: &terms.btm)
-                    backwardCosine(dFg, fg, text, into: dFeats[i].reshaped([1, E]))
-                    backwardCosine(dBg, bg, text, into: dFeats[g + i].reshaped([1, E]))
+                    backwardCosine(dFg, fg, text, into: dFeats[i].reshaped(Shape(1, E)))
+                    backwardCosine(dBg, bg, text, into: dFeats[g + i].reshaped(Shape(1, E)))
                     if let prompts = refinePrompts {
                         // The foreground features are shared by L_OTM and L_refine (spec §3.3).
-                        let b = prompts.view[k].reshaped([1, E])
+                        let b = prompts.view[k].reshaped(Shape(1, E))
                         let sRef = cosine(fg, b)
                         let dRef = pairLoss(.negativeLogOneMinus, similarity: sRef, pairs: P, weight: h1, loss: &terms.refine)
-                        backwardCosine(dRef, fg, b, into: dFeats[i].reshaped([1, E]))
+                        backwardCosine(dRef, fg, b, into: dFeats[i].reshaped(Shape(1, E)))
                     }
                 }
                 let dInputs = arena.zeros([2 * g, 3, S, S])

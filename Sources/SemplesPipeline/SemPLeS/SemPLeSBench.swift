@@ -110,6 +110,8 @@ public enum SemPLeSBenchSection {
         } catch {
             return [BenchLine(section: "semples", name: "stage_a_iteration_b8", unit: "ms", semples: .nan, note: "\(error)")]
         }
+        log("semples: the same on the baseline set-up (OpenBLAS, library-threaded GEMMs)")
+        let baseline = try? BLAS.withBaseline { try measure(iterations: iterations, log: log) }
         var reference: Double?, minimal: Double?, note: String?
         if let torch {
             for mode in ["reference", "minimal"] {
@@ -138,6 +140,16 @@ public enum SemPLeSBenchSection {
                                note: "without the epoch CAM evaluations"))
         lines.append(BenchLine(section: "semples", name: "voc_stage_c_60_epochs", unit: "h", semples: hoursA,
                                note: "as (a): the refine term adds one cosine per pair"))
+        if let baseline {
+            let before = "before: OpenBLAS with library-threaded GEMMs"
+            let a = projectedHours(secondsPerIteration: baseline.stageA, imagesPerEpoch: 10_560)
+            lines.append(BenchLine(section: "semples", name: "voc_stage_a_60_epochs_baseline", unit: "h", semples: a, note: before))
+            if let b = baseline.stageB {
+                lines.append(BenchLine(section: "semples", name: "voc_stage_b_60_epochs_baseline", unit: "h",
+                                       semples: projectedHours(secondsPerIteration: b, imagesPerEpoch: 10_496), note: before))
+            }
+            lines.append(BenchLine(section: "semples", name: "voc_stage_c_60_epochs_baseline", unit: "h", semples: a, note: before))
+        }
         return lines
     }
 }

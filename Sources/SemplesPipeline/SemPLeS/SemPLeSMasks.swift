@@ -81,11 +81,11 @@ public enum SemPLeSMasks {
         let h = dFine.shape[dFine.shape.rank - 2], w = dFine.shape[dFine.shape.rank - 1]
         let dUp = Tensor([S1, S2])
         for m in maps ?? Array(0..<M) {
-            MinMaxNormalization.backward(dMasks.slice(offset: m * S1 * S2, [1, S1, S2]),
-                                         x: upsampled.slice(offset: m * S1 * S2, [1, S1, S2]), eps: epsilon,
-                                         statistics: statistics.slice(offset: m * 4, [1, 4]),
-                                         dx: dUp.view.reshaped([1, S1, S2]), accumulate: false)
-            Resize.bilinearBackward(dUp.view.reshaped([1, S1, S2]), dx: dFine.slice(offset: m * h * w, [1, h, w]),
+            MinMaxNormalization.backward(dMasks.slice(offset: m * S1 * S2, Shape(1, S1, S2)),
+                                         x: upsampled.slice(offset: m * S1 * S2, Shape(1, S1, S2)), eps: epsilon,
+                                         statistics: statistics.slice(offset: m * 4, Shape(1, 4)),
+                                         dx: dUp.view.reshaped(Shape(1, S1, S2)), accumulate: false)
+            Resize.bilinearBackward(dUp.view.reshaped(Shape(1, S1, S2)), dx: dFine.slice(offset: m * h * w, Shape(1, h, w)),
                                     alignCorners: true)
         }
     }

@@ -85,7 +85,7 @@ public final class TrainingBatchLoader: @unchecked Sendable {
             let n = ord[q]
             let image = try ImageIO.read(imagePaths[n])
             var g = sampleGenerator(epoch: epoch, position: q)
-            transform.apply(image, rng: &g, into: images.slice(offset: i * 3 * S * S, [3, S, S]))
+            transform.apply(image, rng: &g, into: images.slice(offset: i * 3 * S * S, Shape(3, S, S)))
             for c in 0..<C { targets.data[i * C + c] = labels[n][c] > 0 ? 1 : 0 }
         }
     }

@@ -22,7 +22,7 @@ public final class WeakTrBackboneFeatures {
 
     func prepare(config: WeakTrConfig, hp: Int, wp: Int) {
         let C = config.classCount, P = hp * wp, N = C + P, D = config.embedDimension
-        if classCount != C || patchRows != hp || patchColumns != wp || pooled.shape != Shape([config.depth, D]) {
+        if classCount != C || patchRows != hp || patchColumns != wp || pooled.shape != Shape(config.depth, D) {
             classCount = C
             patchRows = hp
             patchColumns = wp

@@ -92,7 +92,7 @@ extension WeakTr {
 
         // Phase 1: the backbone.
         inferenceBackbone(image, b, dropPathScales: nil, patchColumns: nil)
-        fusion.forward(pooled: b.pooled.reshaped([1, L, D]), cache: cam.fusion)
+        fusion.forward(pooled: b.pooled.reshaped(Shape(1, L, D)), cache: cam.fusion)
         let weights = cam.fusion.weights
         headOnGrid(b.x.rows(C, P), hp: hp, wp: wp, scratch: b.hidden, output: cam.headOutput, logits: cam.logits)
 
@@ -133,7 +133,7 @@ extension WeakTr {
                     let s = b.scores(layer: l, head: h, headCount: NH, worker: w, firstRow: r0, rows: rows)
                     if !keep {   // recompute this block of map (l, h) from the stored Q and K
                         Self.attentionScores(b.qkv[l], head: h, headDimension: self.config.headDimension, firstRow: r0,
-                                             scale: scale, into: s, inverseSums: inverse.slice(offset: r0, [rows]))
+                                             scale: scale, into: s, inverseSums: inverse.slice(offset: r0, Shape(rows)))
                     }
                     // product[i, c] = Σ_p E[r0+i, C+p] · cams[c, p]; then × w_j/LH · 1/Σ_i.
                     BLAS.gemm(m: rows, n: C, k: P, a: s.data + C, lda: N, b: camsT, ldb: C, c: product, ldc: C)
@@ -150,12 +150,12 @@ extension WeakTr {
         }
         let total = cam.fineAccumulators[0]
         for w in 1..<max(fineWorkers, 1) { BLAS.axpy(count: P * C, alpha: 1, x: cam.fineAccumulators[w].data, y: total.data) }
-        transpose(total, into: cam.fine.reshaped([C, P]))
+        transpose(total, into: cam.fine.reshaped(Shape(C, P)))
         LastAxisMean.forward(cam.fine, into: cam.predictions[2])
         return WeakTrOutput(patchRows: hp, patchColumns: wp, cams: cam.cams, fineCAM: cam.fine, logits: cam.logits,
                             patchAttention: cam.patchAttention, classTokenPrediction: cam.predictions[0],
                             coarseCAMPrediction: cam.predictions[1], fineCAMPrediction: cam.predictions[2],
-                            fusionWeights: weights.reshaped([L * NH]))
+                            fusionWeights: weights.reshaped(Shape(L * NH)))
     }
 
     /// `head` (Conv2d D → C, 3×3, pad 1) on the patch tokens [P, D] as nine shifted GEMMs over a

@@ -96,8 +96,8 @@ struct WeakTrInferenceBuffers {
     /// the worker's block.
     func scores(layer l: Int, head h: Int, headCount: Int, worker w: Int, firstRow: Int, rows: Int) -> TensorView {
         let n = attention.shape[2]
-        if keep { return attention[l * headCount + h].slice(offset: firstRow * n, [rows, n]) }
-        return attention[w].slice(offset: 0, [rows, n])
+        if keep { return attention[l * headCount + h].slice(offset: firstRow * n, Shape(rows, n)) }
+        return attention[w].slice(offset: 0, Shape(rows, n))
     }
 
     /// The 1/Σexp row of map (l, h): kept per map, or per worker when recomputing.
@@ -131,7 +131,7 @@ extension WeakTr {
         let workers = b.workers
         precondition(dropPathScales == nil || dropPathScales!.count == 2 * L, "DropPath scales: \(2 * L) expected")
         embed(image, b)
-        let x = b.x, a = b.a, o = b.o, hidden = b.hidden.slice(offset: 0, [N, F])
+        let x = b.x, a = b.a, o = b.o, hidden = b.hidden.slice(offset: 0, Shape(N, F))
         let scale = 1 / Float(hd).squareRoot()
         for l in 0..<L {
             let block = blocks[l]
@@ -154,7 +154,7 @@ extension WeakTr {
                         let rows = min(WeakTrInferenceBuffers.rowBlock, N - r0)
                         let s = b.scores(layer: l, head: h, headCount: NH, worker: w, firstRow: r0, rows: rows)
                         Self.attentionScores(qkv, head: h, headDimension: hd, firstRow: r0, scale: scale, into: s,
-                                             inverseSums: inverse.slice(offset: r0, [rows]))
+                                             inverseSums: inverse.slice(offset: r0, Shape(rows)))
                         let out = a.data + r0 * D + h * hd
                         BLAS.gemm(m: rows, n: hd, k: N, a: s.data, lda: N, b: qkv.data + 2 * D + h * hd, ldb: 3 * D,
                                   c: out, ldc: D)
@@ -214,7 +214,7 @@ extension WeakTr {
         let C = config.classCount, hp = b.patchRows, wp = b.patchColumns, P = hp * wp
         let H = image.shape[1], W = image.shape[2]
         let columns = b.hidden.slice(offset: 0, patchEmbed.columnsShape(batch: 1, height: H, width: W))
-        patchEmbed.forwardTokens(image.reshaped([1, 3, H, W]), into: b.x.rows(C, P), columns: columns)
+        patchEmbed.forwardTokens(image.reshaped(Shape(1, 3, H, W)), into: b.x.rows(C, P), columns: columns)
         addTokenEmbeddings(b.x, patchRows: hp, patchColumns: wp, square: H == W, planes: b.positionPlanes,
                            resized: b.positionResized)
     }

@@ -88,7 +88,7 @@ public struct AdaptiveAttentionFusion: Sendable {
     public func forward(pooled: TensorView, cache: Cache) {
         let B = pooled.shape[0], L = depth, NH = headCount, hd = featureDown.inFeatures, ch = channels
         let D = NH * hd
-        precondition(pooled.shape == Shape([B, L, D]) && cache.weights.count == B * ch,
+        precondition(pooled.shape == Shape(B, L, D) && cache.weights.count == B * ch,
                      "AAF forward: pooled \(pooled.shape), cache for \(cache.weights.shape)")
         let f = cache.features.data, src = pooled.data
         for b in 0..<B {
@@ -100,7 +100,7 @@ public struct AdaptiveAttentionFusion: Sendable {
             }
         }
         featureDown.forward(cache.features, into: cache.featureHidden)
-        featureOut.forward(cache.featureHidden, into: cache.scores.reshaped([B * ch, 1]))
+        featureOut.forward(cache.featureHidden, into: cache.scores.reshaped(Shape(B * ch, 1)))
         channelDown.forward(cache.scores, into: cache.channelPre)
         Activation.relu.forward(cache.channelPre, into: cache.channelHidden)
         channelUp.forward(cache.channelHidden, into: cache.channelOut)
@@ -118,7 +118,7 @@ public struct AdaptiveAttentionFusion: Sendable {
         Activation.relu.backward(scratch.channelHiddenGradient, x: cache.channelPre, dx: scratch.channelHiddenGradient,
                                  accumulate: false)
         channelDown.backward(scratch.channelHiddenGradient, x: cache.scores, dx: scratch.scoreGradient, accumulate: false)
-        featureOut.backward(scratch.scoreGradient.reshaped([B * ch, 1]), x: cache.featureHidden,
+        featureOut.backward(scratch.scoreGradient.reshaped(Shape(B * ch, 1)), x: cache.featureHidden,
                             dx: scratch.featureHiddenGradient, accumulate: false)
         featureDown.backward(scratch.featureHiddenGradient, x: cache.features, dx: nil)
     }

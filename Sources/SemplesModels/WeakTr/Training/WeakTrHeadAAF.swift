@@ -46,7 +46,7 @@ public final class WeakTrHeadAAF {
         public init() {}
 
         /// [L·H] the AAF weights w of the last forward.
-        public var fusionWeights: TensorView { fusion!.weights.reshaped([fusion!.weights.count]) }
+        public var fusionWeights: TensorView { fusion!.weights.reshaped(Shape(fusion!.weights.count)) }
 
         func prepare(_ model: WeakTr, hp: Int, wp: Int) {
             let c = model.config
@@ -74,18 +74,18 @@ public final class WeakTrHeadAAF {
     public func forward(_ features: WeakTrBackboneFeatures, cache: Cache) {
         let c = config, C = c.classCount, D = c.embedDimension, L = c.depth, ch = c.channelCount
         let hp = features.patchRows, wp = features.patchColumns, P = hp * wp, N = C + P
-        precondition(features.classCount == C && features.pooled.shape == Shape([L, D]), "backbone features do not fit the head")
+        precondition(features.classCount == C && features.pooled.shape == Shape(L, D), "backbone features do not fit the head")
         cache.prepare(model, hp: hp, wp: wp)
         let aaf = cache.fusion!
-        model.fusion.forward(pooled: features.pooled.view.reshaped([1, L, D]), cache: aaf)
+        model.fusion.forward(pooled: features.pooled.view.reshaped(Shape(1, L, D)), cache: aaf)
 
         // M[:, C:] = (1/LH) Σ_j w_j A_j[:, C:].
         CAMFusion.fuse(weights: aaf.weights.data, channels: ch, count: N * P,
                        map: { UnsafePointer(features.attention.data + $0 * N * P) }, into: cache.fused.data)
 
         // Head on the (detached) patch tokens, as NCHW: logits [C, P].
-        transpose(features.patchTokens.view, into: cache.headInput.view.reshaped([D, P]))
-        model.head.forward(cache.headInput.view, into: cache.logits.view.reshaped([1, C, hp, wp]), columns: cache.columns.view)
+        transpose(features.patchTokens.view, into: cache.headInput.view.reshaped(Shape(D, P)))
+        model.head.forward(cache.headInput.view, into: cache.logits.view.reshaped(Shape(1, C, hp, wp)), columns: cache.columns.view)
         CAMFusion.forward(fused: cache.fused.view, keyOffset: 0, logits: cache.logits.view, cams: cache.cams.view,
                           fine: cache.fine.view)
     }
@@ -98,7 +98,7 @@ public final class WeakTrHeadAAF {
         CAMFusion.backward(dFine, fused: cache.fused.view, keyOffset: 0, logits: cache.logits.view, cams: cache.cams.view,
                            dCams: cache.camGradient.view, dFused: cache.fusedGradient.view,
                            dLogits: cache.logitGradient.view)
-        model.head.backward(cache.logitGradient.view.reshaped([1, C, features.patchRows, features.patchColumns]),
+        model.head.backward(cache.logitGradient.view.reshaped(Shape(1, C, features.patchRows, features.patchColumns)),
                             x: cache.headInput.view, columns: cache.columns.view, columnGradient: nil, dx: nil)
         // ∂w_j = (1/LH) ⟨dM, A_j⟩ over the kept columns, then through the AAF.
         CAMFusion.weightGradients(cache.fusedGradient.data, channels: ch, count: N * P,

@@ -69,9 +69,9 @@ extension WeakTr {
 
         // Head on the (non-detached) patch tokens as NCHW; predictions.
         Parallel.forEachWithoutBLAS(B) { b in
-            transpose(ws.residuals[L][b].rows(C, P), into: ws.headInput[b].reshaped([D, P]))
+            transpose(ws.residuals[L][b].rows(C, P), into: ws.headInput[b].reshaped(Shape(D, P)))
         }
-        head.forward(ws.headInput, into: ws.logits.reshaped([B, C, c.gridSide, c.gridSide]), columns: ws.headColumns)
+        head.forward(ws.headInput, into: ws.logits.reshaped(Shape(B, C, c.gridSide, c.gridSide)), columns: ws.headColumns)
         for b in 0..<B {
             LastAxisMean.forward(ws.residuals[L][b].rows(0, C), into: ws.classTokenPrediction[b])
         }

@@ -46,11 +46,11 @@ extension WeakTr {
         let g0 = ws.streamGradients[0]
         LastAxisMean.backward(ws.coarseGradient, dx: ws.logitGradient)
         ws.headInputGradient.zero()
-        head.backward(ws.logitGradient.reshaped([B, C, c.gridSide, c.gridSide]), x: ws.headInput,
+        head.backward(ws.logitGradient.reshaped(Shape(B, C, c.gridSide, c.gridSide)), x: ws.headInput,
                       columns: ws.headColumns, columnGradient: ws.headColumnGradient, dx: ws.headInputGradient)
         Parallel.forEachWithoutBLAS(B) { b in
             LastAxisMean.backward(ws.classTokenGradient[b], dx: g0[b].rows(0, C))
-            transpose(ws.headInputGradient[b].reshaped([D, P]), into: g0[b].rows(C, P))
+            transpose(ws.headInputGradient[b].reshaped(Shape(D, P)), into: g0[b].rows(C, P))
         }
 
         // Blocks in reverse.
