@@ -11,7 +11,9 @@
 #      is "SemPLeS CAM mIoU X% vs WeakTr base Y% (±Z points)".
 # Run through `make demo` (which installs and builds first). DEMO_SEED (504) seeds every job;
 # DEMO_EPOCHS, DEMO_EMBED_DIM, DEMO_DEPTH, DEMO_HEADS, DEMO_INPUT_SIZE and DEMO_LR change the
-# WeakTr base, DEMO_CLIP_EPOCHS and DEMO_STAGE_EPOCHS the CLIP and the SemPLeS stages.
+# WeakTr base, DEMO_CLIP_EPOCHS and DEMO_STAGE_EPOCHS the CLIP and the SemPLeS stages;
+# DEMO_PRECISION=bf16 trains everything with bf16 GEMMs (CPUs with AVX-512 BF16, or anywhere with
+# SEMPLES_BF16=emulate to see what it does to the results).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.build/release
@@ -108,6 +110,7 @@ reprob: 0
 eval_start: 5
 reduction: 4
 seed: $seed
+precision: ${DEMO_PRECISION:-fp32}
 YAML
 run_job "$work/demo-weaktr.yaml" "1/3 train WeakTr"
 weaktr_outbox=$outbox
@@ -123,6 +126,7 @@ input_size: ${DEMO_INPUT_SIZE:-112}
 epochs: ${DEMO_CLIP_EPOCHS:-8}
 batch_size: 32
 seed: $seed
+precision: ${DEMO_PRECISION:-fp32}
 YAML
 run_job "$work/demo-clip.yaml" "2/3 train CLIP"
 clip_outbox=$outbox
@@ -149,6 +153,7 @@ stage_a: {batch_size: 16, lr: 0.0005}
 stage_b: {batch_size: 16, lr: 0.8}
 stage_c: {batch_size: 16, lr: 0.0005}
 seed: $seed
+precision: ${DEMO_PRECISION:-fp32}
 YAML
 run_job "$work/demo-pipeline.yaml" "3/3 SemPLeS (a) → (b) → (c) → CAMs → evaluation → report"
 pipeline_outbox=$outbox
