@@ -31,6 +31,9 @@ public struct SpoolConfig: Equatable {
     public var retryBackoffMax: Double = 3600
     /// Threads each job's engine may use, passed as SEMPLES_THREADS (0: not passed, the job uses all cores).
     public var engineThreads: Int = 0
+    /// GEMM library of each job's engine, passed as SEMPLES_BLAS ("openblas" or "onednn"; nil: not
+    /// passed, the job uses OpenBLAS unless the daemon's own environment says otherwise).
+    public var gemmBackend: String?
     /// Below this many free megabytes on the spool's filesystem, intake and job starts are held.
     public var minFreeDiskMB: Double = 1024
     public var logLevel: LogLevel = .info
@@ -61,7 +64,7 @@ public struct SpoolConfig: Equatable {
 
     public static let keys: [String] = [
         "spool", "watch", "rescan_interval_s", "poll_interval_s", "settle_s", "concurrent_jobs", "retry",
-        "engine_threads", "min_free_disk_mb", "log_level", "stop_timeout_s", "cancel_grace_s",
+        "engine_threads", "gemm_backend", "min_free_disk_mb", "log_level", "stop_timeout_s", "cancel_grace_s",
         "job_command", "max_manifest_bytes", "host_id", "heartbeat_s", "executor", "slurm",
     ]
     static let retryKeys = ["max_attempts", "backoff_s", "backoff_factor", "backoff_max_s"]
@@ -119,6 +122,12 @@ public struct SpoolConfig: Equatable {
         if let v = map["settle_s"] { c.settle = try number("settle_s", v, min: 0, max: 3600) }
         if let v = map["concurrent_jobs"] { c.concurrentJobs = try integer("concurrent_jobs", v, min: 1, max: 1024) }
         if let v = map["engine_threads"] { c.engineThreads = try integer("engine_threads", v, min: 0, max: 4096) }
+        if let v = map["gemm_backend"] {
+            guard let name = v as? String, ["openblas", "onednn"].contains(name) else {
+                throw ConfigError(path: path, detail: "key 'gemm_backend': '\(v)' is not a GEMM backend; expected openblas or onednn")
+            }
+            c.gemmBackend = name
+        }
         if let v = map["min_free_disk_mb"] { c.minFreeDiskMB = try number("min_free_disk_mb", v, min: 0) }
         if let v = map["stop_timeout_s"] { c.stopTimeout = try number("stop_timeout_s", v, min: 0, max: 86400) }
         if let v = map["cancel_grace_s"] { c.cancelGrace = try number("cancel_grace_s", v, min: 0, max: 86400) }

@@ -76,10 +76,14 @@ extension Daemon {
             environment += ["SEMPLES_JOB_ID=\(record.id)", "SEMPLES_ATTEMPT=\(attempt)", "SEMPLES_HOST=\(host)",
                             "SEMPLES_LEASE=\(layout.running)/\(ticket)", "SEMPLES_LEASE_S=\(leaseDuration)"]
             if config.engineThreads > 0 { environment.append("SEMPLES_THREADS=\(config.engineThreads)") }   // 0: the job's default (all cores)
+            if let backend = config.gemmBackend {
+                environment = environment.filter { !$0.hasPrefix("SEMPLES_BLAS=") } + ["SEMPLES_BLAS=\(backend)"]
+            }
             if config.executor == .slurm {
                 // No lease for the job itself: Slurm owns it, and whichever daemon holds the ticket tracks it.
                 let mine = ["SEMPLES_JOB_ID=\(record.id)", "SEMPLES_ATTEMPT=\(attempt)", "SEMPLES_HOST=\(host)"]
                     + (config.engineThreads > 0 ? ["SEMPLES_THREADS=\(config.engineThreads)"] : [])
+                    + (config.gemmBackend.map { ["SEMPLES_BLAS=\($0)"] } ?? [])
                 record.slurmJob = nil
                 record.slurmArray = nil
                 try submitToSlurm(record, ticket: ticket, attempt: attempt, logName: logName, arguments: arguments, environment: mine)

@@ -11,6 +11,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.concurrentJobs, 1)
         XCTAssertEqual(c.watch, .auto)
         XCTAssertEqual(c.retryMaxAttempts, 3)
+        XCTAssertEqual(c.gemmBackend, "openblas", "the design card's default library")
         XCTAssertEqual(Array(c.resolvedJobCommand().dropFirst()), ["run", "--log-file", "-"])
     }
 
@@ -23,6 +24,7 @@ final class ConfigTests: XCTestCase {
         settle_s: 1.5
         concurrent_jobs: 2
         engine_threads: 4
+        gemm_backend: onednn
         min_free_disk_mb: 10
         log_level: debug
         stop_timeout_s: 30
@@ -39,6 +41,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.settle, 1.5)
         XCTAssertEqual(c.concurrentJobs, 2)
         XCTAssertEqual(c.engineThreads, 4)
+        XCTAssertEqual(c.gemmBackend, "onednn")
         XCTAssertEqual(c.minFreeDiskMB, 10)
         XCTAssertEqual(c.logLevel, .debug)
         XCTAssertEqual(c.stopTimeout, 30)
@@ -61,6 +64,7 @@ final class ConfigTests: XCTestCase {
             ("retry: {tries: 3}\n", "retry.tries"),
             ("retry: 3\n", "retry"),
             ("log_level: loud\n", "log_level"),
+            ("gemm_backend: mkl\n", "gemm_backend"),
             ("job_command: []\n", "job_command"),
             ("spool: [a\n", "not valid YAML"),
             ("- a\n- b\n", "mapping"),

@@ -174,6 +174,17 @@ final class DaemonLifecycleTests: XCTestCase {
         XCTAssertEqual(try h.stop(), 0)
     }
 
+    func testJobsGetTheConfiguredThreadsAndGEMMBackend() throws {
+        let h = try SpoolHarness(["gemm_backend": "onednn", "engine_threads": "3"])
+        try h.start()
+        try h.drop("backend.yaml", h.manifest())
+        let done = try h.waitForState("backend.yaml", .succeeded)
+        let (code, out, err) = try h.cli(["logs", done.id])
+        XCTAssertEqual(code, 0, out + err)
+        XCTAssertTrue(out.contains("threads 3 blas onednn"), out)
+        XCTAssertEqual(try h.stop(), 0)
+    }
+
     func testReloadRefusesBadConfigAndDiskFloorHoldsIntake() throws {
         let h = try SpoolHarness(["min_free_disk_mb": "1000000000"])
         try h.start()

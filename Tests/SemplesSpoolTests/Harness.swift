@@ -35,7 +35,7 @@ lease_ok() {
 lease_lost() { echo "stub: lease lost, stopping without writing"; exit 75; }
 stop=0
 trap 'stop=1' TERM
-echo "stub: attempt ${SEMPLES_ATTEMPT:-?} job ${SEMPLES_JOB_ID:-?} threads ${SEMPLES_THREADS:-?}"
+echo "stub: attempt ${SEMPLES_ATTEMPT:-?} job ${SEMPLES_JOB_ID:-?} threads ${SEMPLES_THREADS:-?} blas ${SEMPLES_BLAS:-?}"
 echo "$SEMPLES_JOB_ID" >> "$out/runs.txt"
 k=1
 while [ "$k" -le "$items" ]; do
