@@ -88,8 +88,10 @@ public enum BLAS {
     public static var backendDescription: String {
         switch backend {
         case .openblas:
-            if let config = openblas_get_config() { return "OpenBLAS " + String(cString: config) }
-            return "OpenBLAS"
+            // openblas_get_config() reads e.g. "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64".
+            guard let config = openblas_get_config() else { return "OpenBLAS" }
+            let text = String(cString: config)
+            return text.hasPrefix("OpenBLAS") ? text : "OpenBLAS " + text
         case .onednn:
             return "oneDNN " + (oneDNNVersion ?? "")
         }
