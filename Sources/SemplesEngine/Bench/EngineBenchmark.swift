@@ -92,8 +92,8 @@ public enum EngineBenchmark {
         let arena = Arena(capacity: blockFloats + 64 * 16)
         let cache = block.makeCache(arena, batch: B, tokens: T)
         let scratch = block.makeScratch(arena, batch: B, tokens: T)
-        let x = arena.allocate([B, T, D]), y = arena.allocate([B, T, D])
-        let dy = arena.allocate([B, T, D]), dx = arena.allocate([B, T, D])
+        let x = arena.allocate(Shape(B, T, D)), y = arena.allocate(Shape(B, T, D))
+        let dy = arena.allocate(Shape(B, T, D)), dx = arena.allocate(Shape(B, T, D))
         for i in 0..<x.count { x.data[i] = rng.nextNormal(); dy.data[i] = rng.nextNormal() * 0.01 }
         var out: [Figure] = []
         if forward {

@@ -47,15 +47,15 @@ public struct MultiHeadAttention: Sendable {
     }
 
     public func makeCache(_ arena: Arena, batch: Int, tokens: Int) -> Cache {
-        Cache(qkv: arena.allocate([batch, tokens, 3 * dimension]),
-              probabilities: arena.allocate([batch, headCount, tokens, tokens]),
-              context: arena.allocate([batch, tokens, dimension]))
+        Cache(qkv: arena.allocate(Shape(batch, tokens, 3 * dimension)),
+              probabilities: arena.allocate(Shape(batch, headCount, tokens, tokens)),
+              context: arena.allocate(Shape(batch, tokens, dimension)))
     }
 
     public func makeScratch(_ arena: Arena, batch: Int, tokens: Int) -> Scratch {
-        Scratch(qkvGradient: arena.allocate([batch, tokens, 3 * dimension]),
-                contextGradient: arena.allocate([batch, tokens, dimension]),
-                probabilityGradient: arena.allocate([batch, headCount, tokens, tokens]))
+        Scratch(qkvGradient: arena.allocate(Shape(batch, tokens, 3 * dimension)),
+                contextGradient: arena.allocate(Shape(batch, tokens, dimension)),
+                probabilityGradient: arena.allocate(Shape(batch, headCount, tokens, tokens)))
     }
 
     /// x: [B, T, D] → y: [B, T, D] (projected output, before any residual). Overwrites y.

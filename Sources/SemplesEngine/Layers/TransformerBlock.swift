@@ -80,16 +80,16 @@ public struct TransformerBlock: Sendable {
 
     public func makeCache(_ arena: Arena, batch: Int, tokens: Int) -> Cache {
         let D = configuration.dimension, Hd = configuration.hiddenDimension, n = batch * tokens
-        let cache = Cache(norm1Output: arena.allocate([batch, tokens, D]),
-                          mean1: arena.allocate([n]), rstd1: arena.allocate([n]),
+        let cache = Cache(norm1Output: arena.allocate(Shape(batch, tokens, D)),
+                          mean1: arena.allocate(Shape(n)), rstd1: arena.allocate(Shape(n)),
                           attention: attention.makeCache(arena, batch: batch, tokens: tokens),
-                          attentionOutput: arena.allocate([batch, tokens, D]),
-                          residual: arena.allocate([batch, tokens, D]),
-                          norm2Output: arena.allocate([batch, tokens, D]),
-                          mean2: arena.allocate([n]), rstd2: arena.allocate([n]),
-                          hiddenPre: arena.allocate([batch, tokens, Hd]),
-                          hidden: arena.allocate([batch, tokens, Hd]),
-                          attentionScales: arena.allocate([batch]), mlpScales: arena.allocate([batch]))
+                          attentionOutput: arena.allocate(Shape(batch, tokens, D)),
+                          residual: arena.allocate(Shape(batch, tokens, D)),
+                          norm2Output: arena.allocate(Shape(batch, tokens, D)),
+                          mean2: arena.allocate(Shape(n)), rstd2: arena.allocate(Shape(n)),
+                          hiddenPre: arena.allocate(Shape(batch, tokens, Hd)),
+                          hidden: arena.allocate(Shape(batch, tokens, Hd)),
+                          attentionScales: arena.allocate(Shape(batch)), mlpScales: arena.allocate(Shape(batch)))
         cache.attentionScales.fill(1)
         cache.mlpScales.fill(1)
         return cache
@@ -98,10 +98,10 @@ public struct TransformerBlock: Sendable {
     public func makeScratch(_ arena: Arena, batch: Int, tokens: Int) -> Scratch {
         let D = configuration.dimension, Hd = configuration.hiddenDimension
         return Scratch(attention: attention.makeScratch(arena, batch: batch, tokens: tokens),
-                       residualGradient: arena.allocate([batch, tokens, D]),
-                       branchGradient: arena.allocate([batch, tokens, D]),
-                       normGradient: arena.allocate([batch, tokens, D]),
-                       hiddenGradient: arena.allocate([batch, tokens, Hd]))
+                       residualGradient: arena.allocate(Shape(batch, tokens, D)),
+                       branchGradient: arena.allocate(Shape(batch, tokens, D)),
+                       normGradient: arena.allocate(Shape(batch, tokens, D)),
+                       hiddenGradient: arena.allocate(Shape(batch, tokens, Hd)))
     }
 
     /// Evaluation forward (DropPath is the identity). x: [B, T, D] → y: [B, T, D]; y must not alias x.

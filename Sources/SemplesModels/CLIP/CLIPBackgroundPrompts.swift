@@ -57,7 +57,7 @@ extension CLIPTextEncoder {
         let end = template.endPosition(length: L)
         let T = end + 1
         let ids = [Int32](layout.prefix(T).map { $0 ?? 0 })
-        let x = arena.allocate([C, T, W])
+        let x = arena.allocate(Shape(C, T, W))
         embed([[Int32]](repeating: ids, count: C), tokens: T, into: x)
         for k in 0..<C {
             (x.data + (k * T + template.promptOffset) * W).update(from: prompts.data + k * L * W, count: L * W)

@@ -9,6 +9,8 @@ public enum CLIPBenchmark {
         /// Median seconds of one run.
         public var seconds: Double
         public var runs: Int
+        /// Heap allocations per timed run (nil where not counted, and on the PyTorch side).
+        public var allocations: Double? = nil
     }
 
     /// Timings of one side, as `semples clip bench` and `scripts/fixtures/clip.py bench` print them.
@@ -35,15 +37,22 @@ public enum CLIPBenchmark {
         }
     }
 
-    static func median(_ runs: Int, _ body: () -> Void) -> Double {
+    static func median(_ runs: Int, _ body: () -> Void) -> (seconds: Double, allocations: Double?) {
         body()  // warm-up
         var times: [Double] = []
+        times.reserveCapacity(runs)
+        let before = AllocationCount.total
         for _ in 0..<runs {
             let t0 = DispatchTime.now().uptimeNanoseconds
             body()
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
         }
-        return times.sorted()[times.count / 2]
+        let allocations = Double(AllocationCount.total - before) / Double(max(runs, 1))
+        return (times.sorted()[times.count / 2], AllocationCount.isCounting ? allocations : nil)
+    }
+
+    static func result(_ name: String, _ runs: Int, _ measured: (seconds: Double, allocations: Double?)) -> Result {
+        Result(name: name, seconds: measured.seconds, runs: runs, allocations: measured.allocations)
     }
 
     /// Runs the three workloads on `model` (random weights are fine) and returns their timings.
@@ -59,16 +68,16 @@ public enum CLIPBenchmark {
         let inference = Arena(capacity: model.image.arenaSize(batch: B, backward: false))
         let training = Arena(capacity: model.image.arenaSize(batch: B, backward: true))
         var out: [Result] = []
-        out.append(Result(name: "clip_image_forward_b\(B)", seconds: median(runs) {
+        out.append(result("clip_image_forward_b\(B)", runs, median(runs) {
             inference.reset()
             model.image.forward(images.view, into: features.view, arena: inference)
-        }, runs: runs))
-        out.append(Result(name: "clip_image_forward_backward_b\(B)", seconds: median(runs) {
+        }))
+        out.append(result("clip_image_forward_backward_b\(B)", runs, median(runs) {
             training.reset()
             dImages.view.zero()
             let pass = model.image.forward(images.view, into: features.view, arena: training, keepActivations: true)
             model.image.backward(probe.view, pass: pass, imagesGradient: dImages.view, arena: training)
-        }, runs: runs))
+        }))
         // Class prompts "a photo of {name}." are 5–8 tokens up to the EOT.
         let ids: [[Int32]] = (0..<P).map { k in
             var row = [Int32](repeating: 0, count: c.contextLength)
@@ -80,10 +89,10 @@ public enum CLIPBenchmark {
         }
         let textFeatures = Tensor([P, E])
         let textArena = Arena(capacity: model.text.arenaSize(batch: P, tokens: c.contextLength, backward: false))
-        out.append(Result(name: "clip_text_forward_\(P)_prompts", seconds: median(runs) {
+        out.append(result("clip_text_forward_\(P)_prompts", runs, median(runs) {
             textArena.reset()
             model.text.encode(ids, into: textFeatures.view, arena: textArena)
-        }, runs: runs))
+        }))
         return out
     }
 }

@@ -43,12 +43,12 @@ struct CLIPResidualBlock {
     func makeActivations(_ arena: Arena, batch B: Int, tokens T: Int) -> Activations {
         let D = ln1.channels
         return Activations(
-            input: arena.allocate([B, T, D]), normed1: arena.allocate([B, T, D]),
-            mean1: arena.allocate([B * T]), rstd1: arena.allocate([B * T]),
+            input: arena.allocate(Shape(B, T, D)), normed1: arena.allocate(Shape(B, T, D)),
+            mean1: arena.allocate(Shape(B * T)), rstd1: arena.allocate(Shape(B * T)),
             attention: attention.makeCache(arena, batch: B, tokens: T),
-            middle: arena.allocate([B, T, D]), normed2: arena.allocate([B, T, D]),
-            mean2: arena.allocate([B * T]), rstd2: arena.allocate([B * T]),
-            hidden: arena.allocate([B, T, 4 * D]), activated: arena.allocate([B, T, 4 * D]))
+            middle: arena.allocate(Shape(B, T, D)), normed2: arena.allocate(Shape(B, T, D)),
+            mean2: arena.allocate(Shape(B * T)), rstd2: arena.allocate(Shape(B * T)),
+            hidden: arena.allocate(Shape(B, T, 4 * D)), activated: arena.allocate(Shape(B, T, 4 * D)))
     }
 
     /// x: [B, T, D] updated in place (the residual stream). The block's input is copied into
@@ -76,7 +76,7 @@ struct CLIPResidualBlock {
     func makeScratch(_ arena: Arena, batch B: Int, tokens T: Int) -> Scratch {
         let D = ln1.channels
         return Scratch(attention: attention.makeScratch(arena, batch: B, tokens: T),
-                       normedGradient: arena.allocate([B, T, D]), hiddenGradient: arena.allocate([B, T, 4 * D]))
+                       normedGradient: arena.allocate(Shape(B, T, D)), hiddenGradient: arena.allocate(Shape(B, T, 4 * D)))
     }
 
     /// dx: [B, T, D], on entry ∂L/∂(block output), on return ∂L/∂(block input). Weight

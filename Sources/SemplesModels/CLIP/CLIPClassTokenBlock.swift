@@ -23,11 +23,11 @@ extension CLIPResidualBlock {
     func makeClassTokenActivations(_ arena: Arena, batch B: Int, tokens T: Int) -> ClassTokenActivations {
         let D = ln1.channels, H = attention.headCount
         return ClassTokenActivations(
-            input: arena.allocate([B, T, D]), normed1: arena.allocate([B, T, D]),
-            mean1: arena.allocate([B * T]), rstd1: arena.allocate([B * T]), qkv: arena.allocate([B, T, 3 * D]),
-            probabilities: arena.allocate([B, H, T]), context: arena.allocate([B, D]), middle: arena.allocate([B, D]),
-            normed2: arena.allocate([B, D]), mean2: arena.allocate([B]), rstd2: arena.allocate([B]),
-            hidden: arena.allocate([B, 4 * D]), activated: arena.allocate([B, 4 * D]))
+            input: arena.allocate(Shape(B, T, D)), normed1: arena.allocate(Shape(B, T, D)),
+            mean1: arena.allocate(Shape(B * T)), rstd1: arena.allocate(Shape(B * T)), qkv: arena.allocate(Shape(B, T, 3 * D)),
+            probabilities: arena.allocate(Shape(B, H, T)), context: arena.allocate(Shape(B, D)), middle: arena.allocate(Shape(B, D)),
+            normed2: arena.allocate(Shape(B, D)), mean2: arena.allocate(Shape(B)), rstd2: arena.allocate(Shape(B)),
+            hidden: arena.allocate(Shape(B, 4 * D)), activated: arena.allocate(Shape(B, 4 * D)))
     }
 
     /// x: [B, T, D] block input → out: [B, D], the block output at token 0.
@@ -69,9 +69,9 @@ extension CLIPResidualBlock {
 
     func makeClassTokenScratch(_ arena: Arena, batch B: Int, tokens T: Int) -> ClassTokenScratch {
         let D = ln1.channels, H = attention.headCount
-        return ClassTokenScratch(rowGradient: arena.allocate([B, D]), hiddenGradient: arena.allocate([B, 4 * D]),
-                                 contextGradient: arena.allocate([B, D]), qkvGradient: arena.allocate([B, T, 3 * D]),
-                                 scoreGradient: arena.allocate([B, H, T]), normedGradient: arena.allocate([B, T, D]))
+        return ClassTokenScratch(rowGradient: arena.allocate(Shape(B, D)), hiddenGradient: arena.allocate(Shape(B, 4 * D)),
+                                 contextGradient: arena.allocate(Shape(B, D)), qkvGradient: arena.allocate(Shape(B, T, 3 * D)),
+                                 scoreGradient: arena.allocate(Shape(B, H, T)), normedGradient: arena.allocate(Shape(B, T, D)))
     }
 
     /// dOut: [B, D] (∂L/∂ output at token 0) → dx: [B, T, D] (overwritten) ∂L/∂ block input.

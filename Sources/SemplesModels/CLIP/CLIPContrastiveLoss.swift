@@ -36,7 +36,7 @@ public enum CLIPContrastiveLoss {
         let N = images.shape[0], E = images.shape[1]
         precondition(N >= 1 && texts.shape == images.shape, "contrastive loss: images \(images.shape), texts \(texts.shape)")
         func unit(_ x: TensorView) -> (TensorView, [Float]) {
-            let u = arena.allocate([N, E])
+            let u = arena.allocate(Shape(N, E))
             u.copy(from: x)
             var norms = [Float](repeating: 0, count: N)
             for n in 0..<N {
@@ -48,10 +48,10 @@ public enum CLIPContrastiveLoss {
         }
         let (iu, inorm) = unit(images), (tu, tnorm) = unit(texts)
         let scale = Float(exp(Double(logScale)))
-        let z = arena.allocate([N, N])
+        let z = arena.allocate(Shape(N, N))
         BLAS.gemm(transB: true, m: N, n: N, k: E, alpha: scale, a: iu.data, lda: E, b: tu.data, ldb: E,
                   beta: 0, c: z.data, ldc: N)
-        let rows = arena.allocate([N, N]), columns = arena.allocate([N, N])
+        let rows = arena.allocate(Shape(N, N)), columns = arena.allocate(Shape(N, N))
         var loss = 0.0, rowHits = 0, columnHits = 0
         for k in 0..<N {
             // Row k: image k against every text; column k: text k against every image.
@@ -76,7 +76,7 @@ public enum CLIPContrastiveLoss {
         precondition(dImages.shape == Shape(N, E) && dTexts.shape == Shape(N, E), "contrastive backward shapes")
         let mark = arena.mark
         defer { arena.release(to: mark) }
-        let dS = arena.allocate([N, N])
+        let dS = arena.allocate(Shape(N, N))
         let half = 1 / (2 * Float(N))
         var dLogScale = 0.0
         for i in 0..<N {

@@ -68,11 +68,11 @@ public struct CLIPImageEncoder {
         let T = c.imageTokens, W = c.visionWidth, E = c.embedDimension
         precondition(images.shape == Shape(B, 3, R, R) && features.shape == Shape(B, E),
                      "CLIP image encoder: images \(images.shape), features \(features.shape) for \(R)px, \(E)-d")
-        let patches = arena.allocate([B * G * G, 3 * P * P])
+        let patches = arena.allocate(Shape(B * G * G, 3 * P * P))
         im2col(images, into: patches)
-        let embedded = arena.allocate([B, T, W])
+        let embedded = arena.allocate(Shape(B, T, W))
         // Patch conv: rows 1… of every image; row 0 is the class token.
-        let patchOut = arena.allocate([B * G * G, W])
+        let patchOut = arena.allocate(Shape(B * G * G, W))
         BLAS.gemm(transB: true, m: B * G * G, n: W, k: 3 * P * P, a: patches.data, lda: 3 * P * P,
                   b: patchWeight.value.data, ldb: 3 * P * P, beta: 0, c: patchOut.data, ldc: W)
         let pos = positionalEmbedding.value.data, cls = classEmbedding.value.data
@@ -82,10 +82,10 @@ public struct CLIPImageEncoder {
             let src = patchOut.data + b * G * G * W
             for i in 0..<(G * G * W) { e[W + i] = src[i] + pos[W + i] }
         }
-        let stream = arena.allocate([B, T, W])
-        let preMean = arena.allocate([B * T]), preRstd = arena.allocate([B * T])
+        let stream = arena.allocate(Shape(B, T, W))
+        let preMean = arena.allocate(Shape(B * T)), preRstd = arena.allocate(Shape(B * T))
         lnPre.forward(embedded, into: stream, mean: preMean, rstd: preRstd)
-        let scratch = arena.allocate([B, T, W])
+        let scratch = arena.allocate(Shape(B, T, W))
         var saved: [CLIPResidualBlock.Activations] = []
         let body = blocks.dropLast()
         let shared = keepActivations ? nil : body.first?.makeActivations(arena, batch: B, tokens: T)
@@ -95,7 +95,7 @@ public struct CLIPImageEncoder {
             saved.append(a)
         }
         // Only token 0 leaves the encoder: the last block runs for the class token alone.
-        let classTokens = arena.allocate([B, W])
+        let classTokens = arena.allocate(Shape(B, W))
         var last: CLIPResidualBlock.ClassTokenActivations?
         if let block = blocks.last {
             let a = block.makeClassTokenActivations(arena, batch: B, tokens: T)
@@ -104,8 +104,8 @@ public struct CLIPImageEncoder {
         } else {
             for b in 0..<B { classTokens[b].copy(from: stream[b][0]) }
         }
-        let postNormed = arena.allocate([B, W])
-        let postMean = arena.allocate([B]), postRstd = arena.allocate([B])
+        let postNormed = arena.allocate(Shape(B, W))
+        let postMean = arena.allocate(Shape(B)), postRstd = arena.allocate(Shape(B))
         lnPost.forward(classTokens, into: postNormed, mean: postMean, rstd: postRstd)
         BLAS.gemm(m: B, n: E, k: W, a: postNormed.data, lda: W, b: projection.value.data, ldb: E,
                   beta: 0, c: features.data, ldc: E)
@@ -127,17 +127,17 @@ public struct CLIPImageEncoder {
         let mark = arena.mark
         defer { arena.release(to: mark) }
         // features = postNormed · proj  ⇒  dPostNormed = dFeatures · projᵀ, dProj += postNormedᵀ · dFeatures
-        let dPost = arena.allocate([B, W])
+        let dPost = arena.allocate(Shape(B, W))
         BLAS.gemm(transB: true, m: B, n: W, k: E, a: dFeatures.data, lda: E, b: projection.value.data, ldb: E,
                   beta: 0, c: dPost.data, ldc: W)
         if let g = projection.activeGrad {
             BLAS.gemm(transA: true, m: W, n: E, k: B, a: pass.postNormed.data, lda: W, b: dFeatures.data, ldb: E,
                       beta: 1, c: g.data, ldc: E)
         }
-        let dClass = arena.allocate([B, W])
+        let dClass = arena.allocate(Shape(B, W))
         lnPost.backward(dPost, x: pass.classTokens, mean: pass.postMean, rstd: pass.postRstd, dx: dClass,
                         accumulate: false, parameterGradients: true)
-        let dStream = arena.allocate([B, T, W])
+        let dStream = arena.allocate(Shape(B, T, W))
         if let block = blocks.last, let saved = pass.last {
             let scratch = block.makeClassTokenScratch(arena, batch: B, tokens: T)
             block.backwardClassToken(dClass, saved: saved, scratch: scratch, dx: dStream)
@@ -149,7 +149,7 @@ public struct CLIPImageEncoder {
         for (block, saved) in zip(blocks.dropLast(), pass.blocks).reversed() {
             block.backward(dStream, saved: saved, scratch: scratch!)
         }
-        let dEmbedded = arena.allocate([B, T, W])
+        let dEmbedded = arena.allocate(Shape(B, T, W))
         lnPre.backward(dStream, x: pass.embedded, mean: pass.preMean, rstd: pass.preRstd, dx: dEmbedded,
                        accumulate: false, parameterGradients: true)
         // embedded[b, 0] = class + pos[0]; embedded[b, 1+i] = patchOut[b, i] + pos[1+i]:
@@ -170,7 +170,7 @@ public struct CLIPImageEncoder {
         }
         guard let dImages else { return }
         // Patch rows of dEmbedded → dPatches = dPatchOut · conv1.
-        let dPatches = arena.allocate([B * G * G, 3 * P * P])
+        let dPatches = arena.allocate(Shape(B * G * G, 3 * P * P))
         for b in 0..<B {
             BLAS.gemm(m: G * G, n: 3 * P * P, k: W, a: dEmbedded.data + (b * T + 1) * W, lda: W,
                       b: patchWeight.value.data, ldb: 3 * P * P, beta: 0,

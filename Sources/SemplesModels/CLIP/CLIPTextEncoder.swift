@@ -82,7 +82,7 @@ public struct CLIPTextEncoder {
         let T = (ends.max() ?? 0) + 1
         let mark = arena.mark
         defer { arena.release(to: mark) }
-        let x = arena.allocate([ids.count, T, config.textWidth])
+        let x = arena.allocate(Shape(ids.count, T, config.textWidth))
         embed(ids, tokens: T, into: x)
         forward(embeddings: x, endPositions: ends, into: features, arena: arena)
     }
@@ -94,7 +94,7 @@ public struct CLIPTextEncoder {
     public func forward(ids: [[Int32]], into features: TensorView, arena: Arena) -> Pass {
         let ends = Self.endPositions(ids)
         let T = (ends.max() ?? 0) + 1
-        let x = arena.allocate([ids.count, T, config.textWidth])
+        let x = arena.allocate(Shape(ids.count, T, config.textWidth))
         embed(ids, tokens: T, into: x)
         var pass = forward(embeddings: x, endPositions: ends, into: features, arena: arena, keepActivations: true)
         pass.ids = ids
@@ -112,7 +112,7 @@ public struct CLIPTextEncoder {
                      && endPositions.allSatisfy({ $0 >= 0 && $0 < T }) && features.shape == Shape(B, E),
                      "CLIP text encoder: x \(x.shape), ends \(endPositions), features \(features.shape)")
         for b in 0..<B { add(positionalEmbedding.value.rows(0, T), into: x[b]) }
-        let scratch = arena.allocate([B, T, W])
+        let scratch = arena.allocate(Shape(B, T, W))
         var saved: [CLIPResidualBlock.Activations] = []
         let shared = keepActivations ? nil : blocks.first?.makeActivations(arena, batch: B, tokens: T)
         for block in blocks {
@@ -120,9 +120,9 @@ public struct CLIPTextEncoder {
             block.forward(x, saved: a, scratch: scratch)
             saved.append(a)
         }
-        let endRows = arena.allocate([B, W])
+        let endRows = arena.allocate(Shape(B, W))
         for b in 0..<B { endRows[b].copy(from: x[b][endPositions[b]]) }
-        let normed = arena.allocate([B, W]), mean = arena.allocate([B]), rstd = arena.allocate([B])
+        let normed = arena.allocate(Shape(B, W)), mean = arena.allocate(Shape(B)), rstd = arena.allocate(Shape(B))
         lnFinal.forward(endRows, into: normed, mean: mean, rstd: rstd)
         BLAS.gemm(m: B, n: E, k: W, a: normed.data, lda: W, b: textProjection.value.data, ldb: E,
                   beta: 0, c: features.data, ldc: E)
@@ -142,14 +142,14 @@ public struct CLIPTextEncoder {
         let mark = arena.mark
         defer { arena.release(to: mark) }
         // features = normed · text_projection
-        let dNormed = arena.allocate([B, W])
+        let dNormed = arena.allocate(Shape(B, W))
         BLAS.gemm(transB: true, m: B, n: W, k: E, a: dFeatures.data, lda: E, b: textProjection.value.data, ldb: E,
                   beta: 0, c: dNormed.data, ldc: W)
         if let g = textProjection.activeGrad {
             BLAS.gemm(transA: true, m: W, n: E, k: B, a: pass.normed.data, lda: W, b: dFeatures.data, ldb: E,
                       beta: 1, c: g.data, ldc: E)
         }
-        let dEnd = arena.allocate([B, W])
+        let dEnd = arena.allocate(Shape(B, W))
         lnFinal.backward(dNormed, x: pass.endRows, mean: pass.mean, rstd: pass.rstd, dx: dEnd,
                          accumulate: false, parameterGradients: true)
         let dStream = arena.zeros([B, T, W])

@@ -27,7 +27,7 @@ public enum CLIPBenchSection {
         return ours.map { r in
             let t = theirs?.results.first { $0.name == r.name }
             return BenchLine(section: "clip", name: r.name, unit: "ms", semples: r.seconds * 1000,
-                             torch: t.map { $0.seconds * 1000 }, note: note)
+                             torch: t.map { $0.seconds * 1000 }, note: note, allocations: r.allocations)
         }
     }
 }

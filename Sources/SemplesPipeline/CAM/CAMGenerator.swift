@@ -86,14 +86,14 @@ public final class CAMGenerator {
         if arena.capacity < need { arena = Arena(capacity: need) }
         arena.reset()
         let sums = arena.zeros([positives.count, outH, outW])
-        let rowScratch = arena.allocate([2, outW])
+        let rowScratch = arena.allocate(Shape(2, outW))
         let inputMark = arena.mark
 
         for input in inputs {
             precondition(input.channels == 3, "CAM input must be RGB, got \(input.channels) channels")
             for flipped in [false, true] {
                 arena.release(to: inputMark)
-                let x = arena.allocate([3, input.height, input.width])
+                let x = arena.allocate(Shape(3, input.height, input.width))
                 input.pixels.withUnsafeBufferPointer {
                     ImageNetInput.normalize($0.baseAddress!, width: input.width, height: input.height,
                                             flipped: flipped, into: x)

@@ -68,9 +68,9 @@ public final class PromptStep {
             guard !backgrounds.isEmpty else { return }
             arena.reset()
             let n = backgrounds.count
-            let batch = arena.allocate([n, 3, S, S])
+            let batch = arena.allocate(Shape(n, 3, S, S))
             for (i, t) in backgrounds.enumerated() { batch[i].copy(from: t.view) }
-            let feats = arena.allocate([n, E])
+            let feats = arena.allocate(Shape(n, E))
             clip.image.forward(batch, into: feats, arena: arena)
             normaliseRows(feats)
             (out.data + row * E).update(from: feats.data, count: n * E)
@@ -110,7 +110,7 @@ public final class PromptStep {
         let C = prompts.classCount, E = clip.config.embedDimension, L = prompts.length, P = pairs.count
         let T = template.endPosition(length: L) + 1
         let arena = Arena(capacity: clip.text.arenaSize(batch: C, tokens: T, backward: true) + 2 * C * E + C * T * clip.config.textWidth + 64)
-        let b = arena.allocate([C, E])
+        let b = arena.allocate(Shape(C, E))
         let pass = clip.text.encodeBackgroundPrompts(prompts.prompts.value, template: template, into: b, arena: arena,
                                                      keepActivations: true)
         let dB = arena.zeros([C, E])

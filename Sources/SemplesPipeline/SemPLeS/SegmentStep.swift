@@ -120,12 +120,12 @@ public final class SegmentStep {
                 let g = chunk.count
                 arena.reset()
                 // Rows 0..<g: foregrounds; rows g..<2g: backgrounds.
-                let inputs = arena.allocate([2 * g, 3, S, S])
+                let inputs = arena.allocate(Shape(2 * g, 3, S, S))
                 for (i, w) in chunk.enumerated() {
                     let s = group[w.slot]
                     SemPLeSMasks.compose(image: s.image, mask: s.masks.view[w.k], foreground: inputs[i], background: inputs[g + i])
                 }
-                let feats = arena.allocate([2 * g, E])
+                let feats = arena.allocate(Shape(2 * g, E))
                 let pass = clip.image.forward(inputs, into: feats, arena: arena, keepActivations: true)
                 let dFeats = arena.zeros([2 * g, E])
                 for (i, w) in chunk.enumerated() {

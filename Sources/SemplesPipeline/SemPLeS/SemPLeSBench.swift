@@ -11,6 +11,8 @@ public enum SemPLeSBenchSection {
     public struct Figures: Codable {
         public var stageA: Double   // seconds per iteration at batch 8
         public var stageB: Double?
+        /// Heap allocations per timed stage-(a) iteration (semples only).
+        public var stageAAllocations: Double? = nil
         enum CodingKeys: String, CodingKey {
             case stageA = "stage_a_seconds"
             case stageB = "stage_b_seconds"
@@ -61,13 +63,18 @@ public enum SemPLeSBenchSection {
         let step = SegmentStep(backbone: backbone, head: head, clip: clip, classText: classText, refinePrompts: nil,
                                hypers: [2.4], pairsPerPass: 4)
         let optimizer = AdamW(parameters: head.parameters, learningRate: 6.4e-5, weightDecay: 0.03)
+        var allocationsA: Double?
         func timeIt(_ body: () -> Void) -> Double {
             var times: [Double] = []
-            for _ in 0..<(iterations + 1) {
+            times.reserveCapacity(iterations + 1)
+            var before = 0
+            for i in 0..<(iterations + 1) {
+                if i == 1 { before = AllocationCount.total }   // after the warm-up
                 let t0 = Date()
                 body()
                 times.append(Date().timeIntervalSince(t0))
             }
+            if AllocationCount.isCounting { allocationsA = Double(AllocationCount.total - before) / Double(iterations) }
             times.removeFirst()   // warm-up
             return times.sorted()[times.count / 2]
         }
@@ -78,6 +85,7 @@ public enum SemPLeSBenchSection {
             _ = step.run(images: images.view, labels: labels.view, generator: &gen)
             optimizer.step()
         }
+        let stageAAllocations = allocationsA
         log("semples: stage (b) iteration, batch \(batch)")
         var pg = SeededGenerator(seed: 5)
         let prompts = BackgroundPrompts(classCount: C, length: 30, width: 512, generator: &pg)
@@ -88,7 +96,7 @@ public enum SemPLeSBenchSection {
             _ = promptStep.run(images: images.view, labels: labels.view)
             promptOptimizer.step()
         }
-        return Figures(stageA: a, stageB: b)
+        return Figures(stageA: a, stageB: b, stageAAllocations: stageAAllocations)
     }
 
     /// Hours of a 60-epoch VOC run from seconds per batch-8 iteration: (a)/(c) 10,560 images per
@@ -126,9 +134,11 @@ public enum SemPLeSBenchSection {
             }
         }
         lines.append(BenchLine(section: "semples", name: "stage_a_iteration_b8_vs_reference_loop", unit: "ms",
-                               semples: ours.stageA * 1000, torch: reference.map { $0 * 1000 }, note: note))
+                               semples: ours.stageA * 1000, torch: reference.map { $0 * 1000 }, note: note,
+                               allocations: ours.stageAAllocations))
         lines.append(BenchLine(section: "semples", name: "stage_a_iteration_b8_vs_minimal_loop", unit: "ms",
-                               semples: ours.stageA * 1000, torch: minimal.map { $0 * 1000 }, note: note))
+                               semples: ours.stageA * 1000, torch: minimal.map { $0 * 1000 }, note: note,
+                               allocations: ours.stageAAllocations))
         if let b = ours.stageB {
             lines.append(BenchLine(section: "semples", name: "stage_b_iteration_b8", unit: "ms", semples: b * 1000))
             lines.append(BenchLine(section: "semples", name: "voc_stage_b_60_epochs", unit: "h",

@@ -40,17 +40,17 @@ struct WeakTrCAMBuffers {
 
     init(_ a: Arena, model: WeakTr, hp: Int, wp: Int, workers: Int, patchAttention: Bool) {
         let C = model.config.classCount, P = hp * wp
-        headOutput = a.allocate([hp * (wp + 2), C])
-        logits = a.allocate([C, hp, wp])
-        cross = a.allocate([C, P])
-        cams = a.allocate([C, hp, wp])
-        camsT = a.allocate([P, C])
-        fineAccumulators = a.allocate([workers, P, C])
-        blockProduct = a.allocate([workers, WeakTrInferenceBuffers.rowBlock, C])
-        fine = a.allocate([C, hp, wp])
-        predictions = a.allocate([3, C])
+        headOutput = a.allocate(Shape(hp * (wp + 2), C))
+        logits = a.allocate(Shape(C, hp, wp))
+        cross = a.allocate(Shape(C, P))
+        cams = a.allocate(Shape(C, hp, wp))
+        camsT = a.allocate(Shape(P, C))
+        fineAccumulators = a.allocate(Shape(workers, P, C))
+        blockProduct = a.allocate(Shape(workers, WeakTrInferenceBuffers.rowBlock, C))
+        fine = a.allocate(Shape(C, hp, wp))
+        predictions = a.allocate(Shape(3, C))
         fusion = model.fusion.makeCache(a, batch: 1)
-        self.patchAttention = patchAttention ? a.allocate([P, P]) : nil
+        self.patchAttention = patchAttention ? a.allocate(Shape(P, P)) : nil
     }
 }
 

@@ -78,18 +78,18 @@ struct WeakTrInferenceBuffers {
         patchColumns = wp
         self.workers = workers
         self.keep = keep
-        x = a.allocate([N, D])
-        self.a = a.allocate([N, D])
-        o = a.allocate([N, D])
-        hidden = a.allocate([s.hiddenFloats])
-        qkv = a.allocate([s.qkvLayers, N, 3 * D])
-        attention = a.allocate([s.slots, s.rows, N])
-        inverseSums = a.allocate([s.slots, N])
-        classRows = a.allocate([L, NH, C, N])
-        pooled = a.allocate([L, D])
-        poolPartial = a.allocate([workers, D])
-        positionPlanes = a.allocate([D, c.gridSide, c.gridSide])
-        positionResized = a.allocate([D, hp, wp])
+        x = a.allocate(Shape(N, D))
+        self.a = a.allocate(Shape(N, D))
+        o = a.allocate(Shape(N, D))
+        hidden = a.allocate(Shape(s.hiddenFloats))
+        qkv = a.allocate(Shape(s.qkvLayers, N, 3 * D))
+        attention = a.allocate(Shape(s.slots, s.rows, N))
+        inverseSums = a.allocate(Shape(s.slots, N))
+        classRows = a.allocate(Shape(L, NH, C, N))
+        pooled = a.allocate(Shape(L, D))
+        poolPartial = a.allocate(Shape(workers, D))
+        positionPlanes = a.allocate(Shape(D, c.gridSide, c.gridSide))
+        positionResized = a.allocate(Shape(D, hp, wp))
     }
 
     /// Rows firstRow ..< firstRow + rows of map (l, h): in the map's own slot when kept, else in

@@ -72,16 +72,16 @@ public struct AdaptiveAttentionFusion: Sendable {
 
     func makeCache(_ a: Arena, batch B: Int) -> Cache {
         let ch = channels, hidden = channelDown.outFeatures
-        return Cache(features: a.allocate([B * ch, featureDown.inFeatures]),
-                     featureHidden: a.allocate([B * ch, featureDown.outFeatures]),
-                     scores: a.allocate([B, ch]), channelPre: a.allocate([B, hidden]),
-                     channelHidden: a.allocate([B, hidden]), channelOut: a.allocate([B, ch]),
-                     weights: a.allocate([B, ch]))
+        return Cache(features: a.allocate(Shape(B * ch, featureDown.inFeatures)),
+                     featureHidden: a.allocate(Shape(B * ch, featureDown.outFeatures)),
+                     scores: a.allocate(Shape(B, ch)), channelPre: a.allocate(Shape(B, hidden)),
+                     channelHidden: a.allocate(Shape(B, hidden)), channelOut: a.allocate(Shape(B, ch)),
+                     weights: a.allocate(Shape(B, ch)))
     }
 
     func makeScratch(_ a: Arena, batch B: Int) -> Scratch {
-        Scratch(channelHiddenGradient: a.allocate([B, channelDown.outFeatures]), scoreGradient: a.allocate([B, channels]),
-                featureHiddenGradient: a.allocate([B * channels, featureDown.outFeatures]))
+        Scratch(channelHiddenGradient: a.allocate(Shape(B, channelDown.outFeatures)), scoreGradient: a.allocate(Shape(B, channels)),
+                featureHiddenGradient: a.allocate(Shape(B * channels, featureDown.outFeatures)))
     }
 
     /// pooled: [B, L, D] token pooling of each block's attention output → cache.weights [B, ch].
