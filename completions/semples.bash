@@ -210,9 +210,9 @@ _semples_run() {
 
 _semples_bench() {
     repeating_flags=()
-    non_repeating_flags=(--no-torch --json -h --help)
+    non_repeating_flags=(--no-torch --json --scaling -h --help)
     repeating_options=()
-    non_repeating_options=(--threads --iterations --rounds --only --cam-images --python)
+    non_repeating_options=(--threads --iterations --rounds --only --cam-images --python --blas)
     __semples_offer_flags_options 0
 
     # Offer option value completions
@@ -233,6 +233,9 @@ _semples_bench() {
         return
         ;;
     '--python')
+        return
+        ;;
+    '--blas')
         return
         ;;
     esac

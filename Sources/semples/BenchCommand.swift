@@ -25,7 +25,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Threads for both engines (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Timed iterations per figure.") var iterations: Int = 10
     @Option(help: "Alternating semples/PyTorch rounds of the engine figures.") var rounds: Int = 3
-    @Option(help: "Sections to run, comma-separated: engine, cam, clip, formats, semples (default: all).") var only: String?
+    @Option(help: "Sections to run, comma-separated: engine, cam, clip, formats, train, semples, gemm (default: all but gemm).") var only: String?
     @Option(help: "Images timed in the cam section.") var camImages: Int = 4
     @Option(help: "Python with torch for the PyTorch side.") var python: String?
     @Flag(help: "Skip PyTorch even when available.") var noTorch = false
@@ -35,8 +35,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "GEMM backend for semples: openblas or onednn (default: $SEMPLES_BLAS, else openblas).") var blas: String?
 
     func run() throws {
-        let known: Set<String> = ["engine", "cam", "clip", "formats", "train", "semples"]
-        let sections = only.map { Set($0.split(separator: ",").map(String.init)) } ?? known
+        let known: Set<String> = ["engine", "cam", "clip", "formats", "train", "semples", "gemm"]
+        let sections = only.map { Set($0.split(separator: ",").map(String.init)) } ?? known.subtracting(["gemm"])
         if let bad = sections.subtracting(known).first {
             throw ValidationError("unknown section '\(bad)'; known: \(known.sorted().joined(separator: ", "))")
         }
@@ -66,6 +66,21 @@ struct BenchCommand: ParsableCommand {
             return
         }
         var lines: [BenchLine] = []
+        if sections.contains("gemm") {
+            let previous = Parallel.threads
+            Parallel.configure(threads: 1)
+            let (rows, missing) = GEMMBackendBenchmark.run(log: log)
+            Parallel.configure(threads: previous)
+            for r in rows {
+                let base = r.gflops["OpenBLAS"]
+                for (library, value) in r.gflops.sorted(by: { $0.key < $1.key }) {
+                    lines.append(BenchLine(section: "gemm", name: "\(r.shape) \(r.m)×\(r.n)×\(r.k) \(library)", unit: "GFLOP/s",
+                                           semples: value, note: library == "OpenBLAS" || base == nil ? nil
+                                               : String(format: "%.2f× OpenBLAS", value / base!)))
+                }
+            }
+            for m in missing { log("gemm: not measured: \(m)") }
+        }
         if sections.contains("engine") {
             lines += EngineBenchSection.run(threads: threads, iterations: iterations, rounds: rounds, torch: torch, log: log)
         }
