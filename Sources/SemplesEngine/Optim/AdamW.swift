@@ -41,22 +41,32 @@ public final class AdamW: @unchecked Sendable {
         steps = saved
     }
 
-    /// One optimizer step with the current learning rate.
+    /// One optimizer step with the current learning rate: one parallel region over the elements of
+    /// every trained parameter (one hand-off to the workers per step, not one per tensor).
     public func step() {
-        for (i, p) in parameters.enumerated() {
-            guard let g = p.activeGrad else { continue }
+        var total = 0
+        for (i, p) in parameters.enumerated() where p.activeGrad != nil {
             steps[i] += 1
-            let t = Double(steps[i])
-            let decay = Float(1 - learningRate * weightDecay)
-            let oneMinusB1 = Float(1 - beta1)
-            let b2 = Float(beta2), oneMinusB2 = Float(1 - beta2)
-            let stepSize = Float(learningRate / (1 - pow(beta1, t)))
-            let correction2 = Float((1 - pow(beta2, t)).squareRoot())
-            let epsilon = Float(eps)
-            AdamW.update(parameter: p.value.data, gradient: g.data, moment1: moment1[i].data,
-                         moment2: moment2[i].data, count: p.count, decay: decay, oneMinusBeta1: oneMinusB1,
-                         beta2: b2, oneMinusBeta2: oneMinusB2, stepSize: stepSize,
-                         correction2: correction2, eps: epsilon)
+            total += p.count
+        }
+        let lr = learningRate, wd = weightDecay, b1 = beta1, b2 = beta2, epsilon = Float(eps)
+        let parameters = self.parameters, steps = self.steps, moment1 = self.moment1, moment2 = self.moment2
+        Parallel.forRanges(total, grain: 65_536) { r in
+            // The parameters' elements laid end to end: this worker's range, tensor by tensor.
+            var offset = 0
+            for (i, p) in parameters.enumerated() {
+                guard let g = p.activeGrad else { continue }
+                let lo = max(r.lowerBound - offset, 0), hi = min(r.upperBound - offset, p.count)
+                offset += p.count
+                if lo >= hi { if offset >= r.upperBound { break } else { continue } }
+                let t = Double(steps[i])
+                AdamW.updateRange(lo..<hi, parameter: p.value.data, gradient: g.data, moment1: moment1[i].data,
+                                  moment2: moment2[i].data, decay: Float(1 - lr * wd), oneMinusBeta1: Float(1 - b1),
+                                  beta2: Float(b2), oneMinusBeta2: Float(1 - b2),
+                                  stepSize: Float(lr / (1 - pow(b1, t))),
+                                  correction2: Float((1 - pow(b2, t)).squareRoot()), eps: epsilon)
+                if offset >= r.upperBound { break }
+            }
         }
     }
 
@@ -72,6 +82,19 @@ public final class AdamW: @unchecked Sendable {
                               count: Int, decay: Float, oneMinusBeta1: Float, beta2: Float,
                               oneMinusBeta2: Float, stepSize: Float, correction2: Float, eps: Float) {
         Parallel.forRanges(count, grain: 65_536) { r in
+            updateRange(r, parameter: pp, gradient: gp, moment1: mp, moment2: vp, decay: decay,
+                        oneMinusBeta1: oneMinusBeta1, beta2: beta2, oneMinusBeta2: oneMinusBeta2,
+                        stepSize: stepSize, correction2: correction2, eps: eps)
+        }
+    }
+
+    /// The update of elements `r` (on the calling thread).
+    @inline(__always)
+    static func updateRange(_ r: Range<Int>, parameter pp: UnsafeMutablePointer<Float>, gradient gp: UnsafePointer<Float>,
+                            moment1 mp: UnsafeMutablePointer<Float>, moment2 vp: UnsafeMutablePointer<Float>,
+                            decay: Float, oneMinusBeta1: Float, beta2: Float,
+                            oneMinusBeta2: Float, stepSize: Float, correction2: Float, eps: Float) {
+        do {
             var j = r.lowerBound
             let end = r.upperBound
             let decay8 = Float8(repeating: decay), c1 = Float8(repeating: oneMinusBeta1)
