@@ -11,7 +11,9 @@
 #      is "SemPLeS CAM mIoU X% vs WeakTr base Y% (±Z points)".
 # Run through `make demo` (which installs and builds first). DEMO_SEED (504) seeds every job;
 # DEMO_EPOCHS, DEMO_EMBED_DIM, DEMO_DEPTH, DEMO_HEADS, DEMO_INPUT_SIZE and DEMO_LR change the
-# WeakTr base, DEMO_CLIP_EPOCHS and DEMO_STAGE_EPOCHS the CLIP and the SemPLeS stages;
+# WeakTr base, DEMO_CLIP_EPOCHS and DEMO_STAGE_EPOCHS the CLIP and the SemPLeS stages,
+# DEMO_STAGE_LR the (a)/(c) learning rate and DEMO_SIMILARITY_SHIFT the (a)/(c) similarity rescaling
+# (s + a)/(1 + a) (0: the reference's raw cosine; docs/semples-demo.md has the figures);
 # DEMO_PRECISION=bf16 trains everything with bf16 GEMMs (CPUs with AVX-512 BF16, or anywhere with
 # SEMPLES_BF16=emulate to see what it does to the results).
 set -euo pipefail
@@ -146,12 +148,13 @@ reduction: 4
 epochs: ${DEMO_STAGE_EPOCHS:-5}
 btp_length: 10
 mask_epsilon: 0.0001
+similarity_shift: ${DEMO_SIMILARITY_SHIFT:-1}
 eval_start: 5
 start: 5
 scales: [1.0, 1.2]
-stage_a: {batch_size: 16, lr: 0.0005}
+stage_a: {batch_size: 16, lr: ${DEMO_STAGE_LR:-0.002}}
 stage_b: {batch_size: 16, lr: 0.8}
-stage_c: {batch_size: 16, lr: 0.0005}
+stage_c: {batch_size: 16, lr: ${DEMO_STAGE_LR:-0.002}}
 seed: $seed
 precision: ${DEMO_PRECISION:-fp32}
 YAML

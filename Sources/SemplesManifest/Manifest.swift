@@ -176,6 +176,9 @@ public struct SemPLeSManifest: Codable, Sendable, Equatable {
     public var pairsPerPass = 4
     /// ε of the (a)/(c) mask normalisation (`mask_epsilon`); nil: the reference's 0.1.
     public var maskEpsilon: Double?
+    /// a of the (a)/(c) similarity rescaling s → (s + a)/(1 + a) before the clamped logs
+    /// (`similarity_shift`); nil or 0: the reference's raw cosine.
+    public var similarityShift: Double?
     /// `job: pipeline`: held-out list for the closing comparison report (`test_list`); nil: none.
     public var testList: String?
     /// `job: train`: the stage's keys; `job: pipeline`: keys a, b, c (`stage_a`, … mappings).
@@ -243,6 +246,7 @@ private let keySpecs: [String: KeySpec] = [
     "clip": KeySpec(jobs: semplesJobs),
     "pairs_per_pass": KeySpec(jobs: semplesJobs),
     "mask_epsilon": KeySpec(jobs: semplesJobs),
+    "similarity_shift": KeySpec(jobs: semplesJobs),
     "test_list": KeySpec(jobs: [.pipeline]),
     "stage_a": KeySpec(jobs: [.pipeline]),
     "stage_b": KeySpec(jobs: [.pipeline]),
@@ -499,6 +503,7 @@ struct KeyReader {
         s.checkpointMinutes = try double("checkpoint_minutes", range: 0...1440) ?? 5
         s.pairsPerPass = try int("pairs_per_pass", range: 1...256) ?? 4
         s.maskEpsilon = try double("mask_epsilon", range: 1e-8...1)
+        s.similarityShift = try double("similarity_shift", range: 0...10)
         s.testList = try path("test_list", directory: false)
         if s.testList != nil && s.imgMsList == nil {
             throw fail("test_list", "the report chooses thresholds on a validation list: give 'img_ms_list' too")

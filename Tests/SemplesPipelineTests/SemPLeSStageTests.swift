@@ -122,6 +122,50 @@ final class SemPLeSStageTests: XCTestCase {
 
     func testStageAMatchesReference() throws { try checkSegmentStage("a") }
 
+    /// With `similarityShift` a, the losses see (s + a)/(1 + a): the head/AAF gradients still match
+    /// finite differences of the total loss, and a = 0 is the reference step.
+    func testSimilarityShiftGradientMatchesFiniteDifferences() throws {
+        let stages = try F.tensors("stages.safetensors")
+        let model = try F.weakTr()
+        let head = WeakTrHeadAAF(model: model)
+        let clip = try F.clip()
+        let images = stages["images"]!.view, labels = stages["labels"]!.view
+        func step(shift: Float) -> SegmentStep {
+            SegmentStep(backbone: model, head: head, clip: clip, classText: F.classText(clip, stages),
+                        refinePrompts: stages["btp_features"]!, hypers: F.hypers["c"]!, pairsPerPass: 4, similarityShift: shift)
+        }
+        func run(_ s: SegmentStep) -> SemPLeSLossTerms {
+            head.zeroGradients()
+            var generator: SeededGenerator? = nil
+            return s.run(images: images, labels: labels, generator: &generator)
+        }
+        let reference = run(step(shift: 0)), want = try F.terms()["c"]!
+        XCTAssertEqual(Double(reference.otm), want["otm"]!, accuracy: 1e-4)
+        let shifted = step(shift: 1)
+        let terms = run(shifted)
+        XCTAssertEqual(terms.pairs, 4)
+        XCTAssertEqual(terms.meanForeground, reference.meanForeground, accuracy: 1e-6, "the shift changes the loss, not CLIP")
+        XCTAssertNotEqual(terms.otm, reference.otm)
+        XCTAssertEqual(terms.total, terms.otm + F.hypers["c"]![0] * terms.btm + F.hypers["c"]![1] * terms.refine, accuracy: 1e-5)
+        var checked = 0
+        for p in head.parameters {
+            // The entry with the largest gradient of each tensor, against a central difference.
+            _ = run(shifted)
+            var index = 0
+            for i in 0..<p.count where abs(p.grad!.data[i]) > abs(p.grad!.data[index]) { index = i }
+            let analytic = Double(p.grad!.data[index])
+            guard abs(analytic) > 1e-3 else { continue }
+            let saved = p.value.data[index], h: Float = 1e-3
+            p.value.data[index] = saved + h; let plus = Double(run(shifted).total)
+            p.value.data[index] = saved - h; let minus = Double(run(shifted).total)
+            p.value.data[index] = saved
+            let numeric = (plus - minus) / Double(2 * h)
+            XCTAssertEqual(analytic, numeric, accuracy: 5e-2 * max(abs(numeric), 1e-2), "\(p.name)[\(index)]")
+            checked += 1
+        }
+        XCTAssertGreaterThan(checked, 0, "no parameter had a gradient to check")
+    }
+
     func testStageCMatchesReference() throws { try checkSegmentStage("c") }
 
     func testStageBMatchesReference() throws {

@@ -21,8 +21,11 @@ enum EpochCAMEvaluation {
                               source: dataset.imagePath(id))
         }
         let metrics = evaluator.metrics()
-        context.log(String(format: "CAM evaluation: mIoU %.2f%% at t=%.2f over %d images (%@)", metrics.bestMeanIoU * 100,
-                           metrics.bestThreshold, ids.count, formatDuration(Date().timeIntervalSince(started))))
+        // Per-class IoU of the classes present in the ground truth or the predictions.
+        let classes = metrics.perClass.filter { $0.truthPixels > 0 || $0.predictedPixels > 0 }
+            .map { String(format: "%@ %.1f", $0.name, ($0.iou ?? 0) * 100) }.joined(separator: ", ")
+        context.log(String(format: "CAM evaluation: mIoU %.2f%% at t=%.2f over %d images (%@); IoU %@", metrics.bestMeanIoU * 100,
+                           metrics.bestThreshold, ids.count, formatDuration(Date().timeIntervalSince(started)), classes))
         return metrics
     }
 }

@@ -39,6 +39,7 @@ public struct StageJob: Job {
         out.seed = UInt64(m.seed)
         out.pairsPerPass = s.pairsPerPass
         out.maskEpsilon = s.maskEpsilon
+        out.similarityShift = s.similarityShift
         out.checkpointMinutes = s.checkpointMinutes
         return out
     }

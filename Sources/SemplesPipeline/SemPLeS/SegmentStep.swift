@@ -11,6 +11,14 @@ public struct SemPLeSLossTerms: Equatable, Sendable, Codable {
     public var min: Float = 0       // (b) +mean log clamp(s(text, btp))
     public var total: Float = 0
     public var pairs: Int = 0
+    /// Diagnostics of (a)/(c), means over the pairs: s(fg, text), s(bg, text), the share of pairs
+    /// whose s(fg, text) is below the clamp (no L_OTM gradient), and the mean mask value.
+    public var meanForeground: Float = 0
+    public var meanBackground: Float = 0
+    public var deadForeground: Float = 0
+    /// The share of pairs with 1e-4 ≤ s(fg, text) < 0.1 (L_OTM gradients above 10).
+    public var weakForeground: Float = 0
+    public var maskArea: Float = 0
     public init() {}
 }
 
@@ -50,6 +58,9 @@ public final class SegmentStep {
     public let hypers: [Float]
     public let epsilon: Float
     public let pairsPerPass: Int
+    /// a of the rescaling s → (s + a)/(1 + a) applied to every similarity before its clamped log
+    /// (0: the reference).
+    public let similarityShift: Float
     /// DropPath maximum rate of the frozen backbone in train mode (spec §2.1.1).
     public var dropPathRate: Float = 0.1
 
@@ -78,7 +89,8 @@ public final class SegmentStep {
     }
 
     public init(backbone: WeakTr, head: WeakTrHeadAAF, clip: CLIPModel, classText: Tensor, refinePrompts: Tensor?,
-                hypers: [Float], epsilon: Float = SemPLeSMasks.segmentEpsilon, pairsPerPass: Int = 4) {
+                hypers: [Float], epsilon: Float = SemPLeSMasks.segmentEpsilon, pairsPerPass: Int = 4,
+                similarityShift: Float = 0) {
         precondition(hypers.count >= (refinePrompts == nil ? 1 : 2), "stage (\(refinePrompts == nil ? "a" : "c")) needs \(refinePrompts == nil ? 1 : 2) hypers")
         precondition(head.model === backbone, "the head stage must train the backbone model's own head")
         self.backbone = backbone
@@ -89,6 +101,7 @@ public final class SegmentStep {
         self.hypers = hypers
         self.epsilon = epsilon
         self.pairsPerPass = max(1, pairsPerPass)
+        self.similarityShift = similarityShift
         // CLIP activations plus the composed inputs, their gradients and the features.
         let images = 2 * self.pairsPerPass, R = clip.config.imageResolution
         arena = Arena(capacity: clip.image.arenaSize(batch: images, backward: true)
@@ -108,6 +121,10 @@ public final class SegmentStep {
         guard !allPairs.isEmpty else { return terms }
         let P = allPairs.count
         let h0 = hypers[0], h1 = hypers.count > 1 ? hypers[1] : 0
+        let a = similarityShift
+        // The loss sees (s + a)/(1 + a); its derivative with respect to s is scaled by 1/(1 + a).
+        func shifted(_ s: Float) -> Float { a == 0 ? s : (s + a) / (1 + a) }
+        let chain: Float = 1 / (1 + a)
         // Images are taken in groups whose pairs fill one CLIP micro-batch, so CLIP runs on up
         // to 2·pairsPerPass inputs at a time; each image keeps its own head/AAF state until its
         // pairs are done.
@@ -133,15 +150,23 @@ public final class SegmentStep {
                     let text = classText.view[k].reshaped(Shape(1, E))
                     let fg = feats[i].reshaped(Shape(1, E)), bg = feats[g + i].reshaped(Shape(1, E))
                     let sFg = cosine(fg, text), sBg = cosine(bg, text)
-                    let dFg = pairLoss(.negativeLog, similarity: sFg, pairs: P, weight: 1, loss: &terms.otm)
-                    let dBg = pairLoss(.negativeLogOneMinus, similarity: sBg, pairs: P, weight: h0, loss: &terms.btm)
+                    terms.meanForeground += sFg / Float(P)
+                    terms.meanBackground += sBg / Float(P)
+                    if Double(sFg) < 1e-4 { terms.deadForeground += 1 / Float(P) } else if sFg < 0.1 { terms.weakForeground += 1 / Float(P) }
+                    let mask = group[w.slot].masks.view[k]
+                    var area: Float = 0
+                    for j in 0..<mask.count { area += mask.data[j] }
+                    terms.maskArea += area / Float(mask.count * P)
+                    let dFg = chain * pairLoss(.negativeLog, similarity: shifted(sFg), pairs: P, weight: 1, loss: &terms.otm)
+                    let dBg = chain * pairLoss(.negativeLogOneMinus, similarity: shifted(sBg), pairs: P, weight: h0, loss: &terms.btm)
                     backwardCosine(dFg, fg, text, into: dFeats[i].reshaped(Shape(1, E)))
                     backwardCosine(dBg, bg, text, into: dFeats[g + i].reshaped(Shape(1, E)))
                     if let prompts = refinePrompts {
                         // The foreground features are shared by L_OTM and L_refine (spec §3.3).
                         let b = prompts.view[k].reshaped(Shape(1, E))
                         let sRef = cosine(fg, b)
-                        let dRef = pairLoss(.negativeLogOneMinus, similarity: sRef, pairs: P, weight: h1, loss: &terms.refine)
+                        let dRef = chain * pairLoss(.negativeLogOneMinus, similarity: shifted(sRef), pairs: P, weight: h1,
+                                                    loss: &terms.refine)
                         backwardCosine(dRef, fg, b, into: dFeats[i].reshaped(Shape(1, E)))
                     }
                 }

@@ -26,6 +26,9 @@ public struct SemPLeSSettings: Codable, Equatable, Sendable {
     /// ε of the (a)/(c) mask normalisation; nil: the reference's 0.1 (spec §3.0, §10 item 4).
     /// A model whose fine CAMs span much less than 0.1 gets near-empty masks with 0.1.
     public var maskEpsilon: Double? = nil
+    /// a of the (a)/(c) similarity rescaling (s + a)/(1 + a) before the clamped logs; nil: none
+    /// (the reference). A CLIP whose cosines reach below 1e-4 gives no L_OTM gradient there.
+    public var similarityShift: Double? = nil
     /// Minutes between mid-epoch checkpoints.
     public var checkpointMinutes = 5.0
 
@@ -167,7 +170,7 @@ public final class SemPLeSTrainer {
             let head = WeakTrHeadAAF(model: model)
             segment = SegmentStep(backbone: model, head: head, clip: clip, classText: classText, refinePrompts: refine,
                                   hypers: hypers, epsilon: settings.maskEpsilon.map(Float.init) ?? SemPLeSMasks.segmentEpsilon,
-                                  pairsPerPass: settings.pairsPerPass)
+                                  pairsPerPass: settings.pairsPerPass, similarityShift: Float(settings.similarityShift ?? 0))
             segment!.dropPathRate = Float(settings.dropPath)
             promptStep = nil
             optimizer = AdamW(parameters: head.parameters, learningRate: lr, weightDecay: settings.weightDecay)
@@ -266,10 +269,13 @@ public final class SemPLeSTrainer {
             t = promptStep!.run(images: images, labels: targets)
         }
         if t.pairs > 0 { optimizer.step() }
+        let diagnostics = ["s_fg": Double(t.meanForeground), "s_bg": Double(t.meanBackground),
+                           "dead_fg": Double(t.deadForeground), "weak_fg": Double(t.weakForeground), "mask_area": Double(t.maskArea)]
         switch settings.stage {
-        case .a: return ["loss": Double(t.total), "otm": Double(t.otm), "btm": Double(t.btm)]
+        case .a: return ["loss": Double(t.total), "otm": Double(t.otm), "btm": Double(t.btm)].merging(diagnostics) { a, _ in a }
         case .b: return ["loss": Double(t.total), "max": Double(t.max), "min": Double(t.min)]
         case .c: return ["loss": Double(t.total), "otm": Double(t.otm), "btm": Double(t.btm), "refine": Double(t.refine)]
+            .merging(diagnostics) { a, _ in a }
         }
     }
 
