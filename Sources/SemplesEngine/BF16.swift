@@ -114,34 +114,27 @@ extension BLAS {
         if hardware {
             let a16 = UnsafeMutableRawPointer(scratch.memory).bindMemory(to: UInt16.self, capacity: aRows * aCols + bRows * bCols)
             let b16 = a16 + aRows * aCols
-            copyRounded(a, lda, aRows, aCols, into: a16)
-            copyRounded(b, ldb, bRows, bCols, into: b16)
+            copyRounded(a, lda, aRows, aCols, into: a16, bf16Bits)
+            copyRounded(b, ldb, bRows, bCols, into: b16, bf16Bits)
             let status = dnnlBF16!(transA ? 84 : 78, transB ? 84 : 78, Int64(m), Int64(n), Int64(k), alpha,
                                    a16, Int64(aCols), b16, Int64(bCols), beta, c, Int64(ldc))
             precondition(status == 0, "dnnl_gemm_bf16bf16f32 failed with status \(status) (m \(m) n \(n) k \(k))")
         } else {
             let aR = scratch.memory, bR = scratch.memory + aRows * aCols
-            copyRounded(a, lda, aRows, aCols, into: aR)
-            copyRounded(b, ldb, bRows, bCols, into: bR)
+            copyRounded(a, lda, aRows, aCols, into: aR, roundedToBF16)
+            copyRounded(b, ldb, bRows, bCols, into: bR, roundedToBF16)
             fp32Kernel(transA, transB, m, n, k, alpha, aR, aCols, bR, bCols, beta, c, ldc)
         }
     }
 
+    /// Copies a [rows, cols] block with leading dimension `ld` compactly into dst, each value
+    /// converted by `round` (to a bfloat16 value as float32, or to its 16 bits).
     @inline(__always)
-    private static func copyRounded(_ src: UnsafePointer<Float>, _ ld: Int, _ rows: Int, _ cols: Int,
-                                    into dst: UnsafeMutablePointer<Float>) {
+    private static func copyRounded<T>(_ src: UnsafePointer<Float>, _ ld: Int, _ rows: Int, _ cols: Int,
+                                       into dst: UnsafeMutablePointer<T>, _ round: (Float) -> T) {
         for r in 0..<rows {
             let s = src + r * ld, d = dst + r * cols
-            for j in 0..<cols { d[j] = roundedToBF16(s[j]) }
-        }
-    }
-
-    @inline(__always)
-    private static func copyRounded(_ src: UnsafePointer<Float>, _ ld: Int, _ rows: Int, _ cols: Int,
-                                    into dst: UnsafeMutablePointer<UInt16>) {
-        for r in 0..<rows {
-            let s = src + r * ld, d = dst + r * cols
-            for j in 0..<cols { d[j] = bf16Bits(s[j]) }
+            for j in 0..<cols { d[j] = round(s[j]) }
         }
     }
 }

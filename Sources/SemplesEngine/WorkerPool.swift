@@ -44,29 +44,18 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     /// Runs body(i) for i in 0..<width, concurrently on up to width threads (the caller is one).
-    ///
     func run(width: Int, _ body: (Int) -> Void) {
         if width <= 1 {
             if width == 1 { body(0) }
             return
         }
-        pthread_mutex_lock(mutex)
-        if busy {
-            pthread_mutex_unlock(mutex)
-            for i in 0..<width { body(i) }
-            return
-        }
-        busy = true
-        while threadCount < width - 1 { startThread(index: threadCount + 1) }
-        pthread_mutex_unlock(mutex)
-
         // Handing a closure to another thread needs it as an escaping value: Swift makes a
         // 32-byte context for that (one allocation per run). `run(width:job:entry:)` has none.
         withoutActuallyEscaping(body) { body in
             // A concrete struct, so that taking its address needs no reabstraction thunk.
             var box = JobBox(body: body)
             withUnsafePointer(to: &box) { address in
-                dispatch(width: width, job: UnsafeRawPointer(address), entry: WorkerPool.closureEntry)
+                run(width: width, job: UnsafeRawPointer(address), entry: WorkerPool.closureEntry)
             }
         }
     }

@@ -85,7 +85,13 @@ public enum TrainingBenchSection {
             options.threads = t
             options.steps = max(1, steps)
             log("scaling: training step at \(t) thread\(t == 1 ? "" : "s")")
-            guard let ours = try? WeakTrTrainingBenchmark.run(options) else { continue }
+            let ours: TrainingBenchmarkResult
+            do {
+                ours = try WeakTrTrainingBenchmark.run(options)
+            } catch {
+                log("scaling: \(t) threads failed: \(error)")
+                continue
+            }
             var theirs: Double?
             if let torch {
                 theirs = (try? torch.run("bench_train_torch.py", ["--threads", "\(t)", "--steps", "\(options.steps)",
