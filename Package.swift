@@ -37,7 +37,9 @@ let package = Package(
 
         // Libraries.
         .target(name: "CAllocCount", path: "Sources/CAllocCount"),
-        .target(name: "SemplesEngine", dependencies: ["CBLAS", "CAllocCount"]),
+        // Element-wise kernels compiled for the x86-64 baseline and for AVX2 + FMA, chosen at run time.
+        .target(name: "CKernels", path: "Sources/CKernels"),
+        .target(name: "SemplesEngine", dependencies: ["CBLAS", "CAllocCount", "CKernels"]),
         .target(name: "SemplesFormats", dependencies: ["SemplesEngine", "CCodecs"]),
         .target(name: "SemplesModels", dependencies: ["SemplesEngine", "SemplesFormats", "CZlib"]),
         .target(name: "SemplesManifest", dependencies: ["Yams"]),

@@ -34,6 +34,11 @@ struct BenchCommand: ParsableCommand {
     var scaling = false
     @Option(help: "GEMM backend for semples: openblas or onednn (default: $SEMPLES_BLAS, else openblas).") var blas: String?
 
+    /// The GEMM backend and the element-wise kernels' variant, for the report's header.
+    var engineDescription: String {
+        BLAS.backendDescription + "; element-wise kernels: " + ElementwiseKernels.active.rawValue
+    }
+
     func run() throws {
         let known: Set<String> = ["engine", "cam", "clip", "formats", "train", "semples", "gemm"]
         let sections = only.map { Set($0.split(separator: ",").map(String.init)) } ?? known.subtracting(["gemm"])
@@ -61,7 +66,7 @@ struct BenchCommand: ParsableCommand {
                 e.outputFormatting = [.prettyPrinted, .sortedKeys]
                 print(String(decoding: try e.encode(rows), as: UTF8.self))
             } else {
-                print(TrainingBenchSection.scalingTable(rows, blas: BLAS.backendDescription), terminator: "")
+                print(TrainingBenchSection.scalingTable(rows, blas: engineDescription), terminator: "")
             }
             return
         }
@@ -99,7 +104,7 @@ struct BenchCommand: ParsableCommand {
         if sections.contains("semples") {
             lines += SemPLeSBenchSection.run(threads: threads, iterations: iterations, torch: torch, log: log)
         }
-        let report = BenchReport(threads: threads, torch: torchVersion, blas: BLAS.backendDescription, lines: lines)
+        let report = BenchReport(threads: threads, torch: torchVersion, blas: engineDescription, lines: lines)
         if json {
             let e = JSONEncoder()
             e.outputFormatting = [.prettyPrinted, .sortedKeys]

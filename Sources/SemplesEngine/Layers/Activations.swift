@@ -1,3 +1,5 @@
+import CKernels
+
 /// Element-wise activations as forward/backward pairs, with fused bias variants used after GEMMs.
 ///
 /// - gelu: x·Φ(x) with the erf form (DeiT / WeakTr MLP).
@@ -7,13 +9,24 @@
 public enum Activation: Sendable, Equatable {
     case gelu, quickGELU, relu, sigmoid, identity
 
+    /// The kind's number in the C kernels.
+    var kernelKind: Int32 {
+        switch self {
+        case .gelu: return Int32(SEMPLES_ACT_GELU)
+        case .quickGELU: return Int32(SEMPLES_ACT_QUICK_GELU)
+        case .relu: return Int32(SEMPLES_ACT_RELU)
+        case .sigmoid: return Int32(SEMPLES_ACT_SIGMOID)
+        case .identity: return Int32(SEMPLES_ACT_IDENTITY)
+        }
+    }
+
     /// x: [...] → y: [...] (same count). Overwrites y; y may alias x.
     public func forward(_ x: TensorView, into y: TensorView) {
         precondition(x.count == y.count, "activation \(x.shape) → \(y.shape)")
         let xp = x.data, yp = y.data
-        let act = self
+        let kind = kernelKind
         Parallel.forRanges(x.count) { r in
-            act.apply(xp + r.lowerBound, bias: nil, biasCount: 0, count: r.count, pre: nil, out: yp + r.lowerBound)
+            semples_activation_forward(kind, xp + r.lowerBound, nil, yp + r.lowerBound, 1, r.count, 0)
         }
     }
 
@@ -21,10 +34,10 @@ public enum Activation: Sendable, Equatable {
     public func backward(_ dy: TensorView, x: TensorView, dx: TensorView, accumulate: Bool = true) {
         precondition(dy.count == x.count && dx.count == x.count, "activation backward \(dy.shape), \(x.shape), \(dx.shape)")
         let dyp = dy.data, xp = x.data, dxp = dx.data
-        let act = self
+        let kind = kernelKind
         Parallel.forRanges(x.count) { r in
             let o = r.lowerBound
-            act.derivative(dyp + o, xp + o, dxp + o, count: r.count, accumulate: accumulate)
+            semples_activation_backward(kind, dyp + o, xp + o, dxp + o, r.count, accumulate ? 1 : 0)
         }
     }
 
@@ -35,28 +48,15 @@ public enum Activation: Sendable, Equatable {
         let n = pre.count / max(c, 1)
         precondition(out.count == pre.count && (bias == nil || bias!.count == c),
                      "fused bias activation \(pre.shape), bias \(bias?.shape.description ?? "nil"), out \(out.shape)")
-        let pp = pre.data, op = out.data, bp = bias?.data
-        let act = self
+        let pp = pre.data, op = out.data, bp = bias.map { UnsafePointer($0.data) }
+        let kind = kernelKind
         Parallel.forRanges(n, grain: max(1, 16_384 / max(c, 1))) { rows in
-            for i in rows {
-                act.apply(pp + i * c, bias: bp.map { UnsafePointer($0) }, biasCount: c, count: c,
-                          pre: pp + i * c, out: op + i * c)
-            }
+            let o = rows.lowerBound * c
+            semples_activation_forward(kind, pp + o, bp, op + o, rows.count, c, 1)
         }
     }
 
-    /// out[i] = f(x[i] + bias[i mod biasCount]); when `pre` is given, x + bias is also stored there.
-    @inline(__always)
-    func apply(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?, biasCount: Int, count: Int,
-               pre: UnsafeMutablePointer<Float>?, out: UnsafeMutablePointer<Float>) {
-        map8(count) { i, lanes in
-            var v = loadPartial(x + i, lanes)
-            if let b = bias { v += loadPartial(b + i, lanes) }
-            if let p = pre { storePartial(v, p + i, lanes) }
-            storePartial(Activation.value(self, v), out + i, lanes)
-        }
-    }
-
+    /// f(v) per lane, in Swift (the C kernels compute the same polynomials); for scalar callers and tests.
     @inline(__always)
     static func value(_ act: Activation, _ v: Float8) -> Float8 {
         switch act {
@@ -72,37 +72,6 @@ public enum Activation: Sendable, Equatable {
             return v
         }
     }
-
-    @inline(__always)
-    func derivative(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
-                    count: Int, accumulate: Bool) {
-        let act = self
-        map8(count) { i, lanes in
-            let v = loadPartial(x + i, lanes)
-            let g = loadPartial(dy + i, lanes)
-            var d: Float8
-            switch act {
-            case .gelu:
-                // d/dx x·Φ(x) = Φ(x) + x·φ(x)
-                let cdf = 0.5 * (1 + erf8(v * 0.707_106_781_186_547_6))
-                let pdf = exp8(v * v * -0.5) * 0.398_942_280_401_432_7
-                d = g * (cdf + v * pdf)
-            case .quickGELU:
-                // y = x·s, s = σ(1.702x): y′ = s + 1.702·x·s·(1 − s)
-                let s = 1 / (1 + exp8(v * -1.702))
-                d = g * (s + 1.702 * v * s * (1 - s))
-            case .relu:
-                d = g.replacing(with: 0, where: v .<= 0)
-            case .sigmoid:
-                let s = 1 / (1 + exp8(-v))
-                d = g * s * (1 - s)
-            case .identity:
-                d = g
-            }
-            if accumulate { d += loadPartial(dx + i, lanes) }
-            storePartial(d, dx + i, lanes)
-        }
-    }
 }
 
 /// Row softmax: x, p: [R, C] → p[r, :] = softmax(x[r, :]).
@@ -114,7 +83,8 @@ public enum Softmax {
         precondition(p.count == x.count, "softmax \(x.shape) → \(p.shape)")
         let xp = x.data, pp = p.data
         Parallel.forRanges(rows, grain: max(1, 16_384 / max(c, 1))) { r in
-            for i in r { row(xp + i * c, pp + i * c, c) }
+            if xp != pp { (pp + r.lowerBound * c).update(from: xp + r.lowerBound * c, count: r.count * c) }
+            semples_softmax_rows(pp + r.lowerBound * c, r.count, c, c, 0, 0)
         }
     }
 
@@ -127,34 +97,22 @@ public enum Softmax {
         precondition(inverseSums.count == rows, "exponentiate \(s.shape): inverse sums \(inverseSums.shape)")
         let sp = s.data, ip = inverseSums.data
         Parallel.forRanges(rows, grain: max(1, 16_384 / max(c, 1))) { r in
-            for i in r { ip[i] = exponentiateRow(sp + i * c, sp + i * c, c) }
+            for i in r { ip[i] = semples_exponentiate_row(sp + i * c, sp + i * c, c) }
         }
     }
 
     /// Softmax of one row of length c (p may alias x).
     @inline(__always)
     public static func row(_ x: UnsafePointer<Float>, _ p: UnsafeMutablePointer<Float>, _ c: Int) {
-        let inv = exponentiateRow(x, p, c)
-        map8(c) { j, lanes in storePartial(loadPartial(p + j, lanes) * inv, p + j, lanes) }
+        semples_softmax_row(x, p, c)
     }
 
-    /// p = exp(x − max x) over one row of length c (p may alias x); returns 1 / Σ p.
+    /// Softmax of `rows` rows (leading dimension ld) in place; with `causal`, row r keeps its first
+    /// r + 1 entries and the rest become 0 (the text encoder's mask).
     @inline(__always)
-    static func exponentiateRow(_ x: UnsafePointer<Float>, _ p: UnsafeMutablePointer<Float>, _ c: Int) -> Float {
-        var m8 = Float8(repeating: -.infinity)
-        map8(c) { j, lanes in
-            let v = loadPartial(x + j, lanes, pad: -.infinity)
-            m8.replace(with: v, where: v .> m8)
-        }
-        let m = m8.max()
-        var sum8 = Float8(repeating: 0)
-        map8(c) { j, lanes in
-            let e = exp8(loadPartial(x + j, lanes, pad: -.infinity) - m)
-            let z = lanes == 8 ? e : e.replacing(with: 0, where: SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) .>= Int32(lanes))
-            sum8 += z
-            storePartial(z, p + j, lanes)
-        }
-        return 1 / sum8.sum()
+    public static func rows(_ s: UnsafeMutablePointer<Float>, rows: Int, columns: Int, leadingDimension ld: Int,
+                            causal: Bool = false) {
+        semples_softmax_rows(s, rows, columns, ld, causal ? 1 : 0, 0)
     }
 
     /// dx (+)= p ⊙ (dp − rowsum(dp ⊙ p)). dx may alias dp when accumulate is false.
@@ -164,21 +122,15 @@ public enum Softmax {
         precondition(dp.count == p.count && dx.count == p.count, "softmax backward shapes")
         let dpp = dp.data, pp = p.data, dxp = dx.data
         Parallel.forRanges(rows, grain: max(1, 16_384 / max(c, 1))) { r in
-            for i in r { rowBackward(dpp + i * c, pp + i * c, dxp + i * c, c, scale: 1, accumulate: accumulate) }
+            let o = r.lowerBound * c
+            semples_softmax_rows_backward(dpp + o, pp + o, dxp + o, r.count, c, c, 1, accumulate ? 1 : 0)
         }
     }
 
-    /// One row: dx = scale · p ⊙ (dp − Σ dp⊙p) (+ dx when accumulating).
+    /// Rows of length c, leading dimension ld: dx = scale · p ⊙ (dp − Σ dp⊙p) (+ dx when accumulating).
     @inline(__always)
-    static func rowBackward(_ dp: UnsafePointer<Float>, _ p: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
-                            _ c: Int, scale: Float, accumulate: Bool) {
-        var s8 = Float8(repeating: 0)
-        map8(c) { j, lanes in s8 += loadPartial(dp + j, lanes) * loadPartial(p + j, lanes) }
-        let s = s8.sum()
-        map8(c) { j, lanes in
-            var d = loadPartial(p + j, lanes) * (loadPartial(dp + j, lanes) - s) * scale
-            if accumulate { d += loadPartial(dx + j, lanes) }
-            storePartial(d, dx + j, lanes)
-        }
+    static func rowsBackward(_ dp: UnsafePointer<Float>, _ p: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                             rows: Int, columns c: Int, leadingDimension ld: Int, scale: Float, accumulate: Bool) {
+        semples_softmax_rows_backward(dp, p, dx, rows, c, ld, scale, accumulate ? 1 : 0)
     }
 }

@@ -75,15 +75,7 @@ public struct MultiHeadAttention: Sendable {
             let p = pp + bh * T * T
             BLAS.gemm(transB: true, m: T, n: T, k: hd, alpha: scale, a: q, lda: 3 * D, b: k, ldb: 3 * D,
                       beta: 0, c: p, ldc: T)
-            for i in 0..<T {
-                let row = p + i * T
-                if causal {
-                    Softmax.row(row, row, i + 1)
-                    (row + i + 1).update(repeating: 0, count: T - i - 1)
-                } else {
-                    Softmax.row(row, row, T)
-                }
-            }
+            Softmax.rows(p, rows: T, columns: T, leadingDimension: T, causal: causal)
             BLAS.gemm(m: T, n: hd, k: T, a: p, lda: T, b: v, ldb: 3 * D, beta: 0,
                       c: cp + b * T * D + h * hd, ldc: D)
         }
@@ -115,9 +107,7 @@ public struct MultiHeadAttention: Sendable {
             BLAS.gemm(transB: true, m: T, n: T, k: hd, a: dctx, lda: D, b: v, ldb: 3 * D, beta: 0, c: dp, ldc: T)
             BLAS.gemm(transA: true, m: T, n: hd, k: T, a: p, lda: T, b: dctx, ldb: D, beta: 0, c: dv, ldc: 3 * D)
             // dS = scale · P ⊙ (dP − rowsum(dP ⊙ P)); masked entries have P = 0, so dS = 0 there.
-            for i in 0..<T {
-                Softmax.rowBackward(dp + i * T, p + i * T, dp + i * T, T, scale: scale, accumulate: false)
-            }
+            Softmax.rowsBackward(dp, p, dp, rows: T, columns: T, leadingDimension: T, scale: scale, accumulate: false)
             // dQ = dS·K ; dK = dSᵀ·Q
             BLAS.gemm(m: T, n: hd, k: T, a: dp, lda: T, b: k, ldb: 3 * D, beta: 0, c: dq, ldc: 3 * D)
             BLAS.gemm(transA: true, m: T, n: hd, k: T, a: dp, lda: T, b: q, ldb: 3 * D, beta: 0, c: dk, ldc: 3 * D)
