@@ -39,6 +39,9 @@ struct kernel_table {
     void (*softmax_rows_backward)(const float *, const float *, float *, long, long, long, float, int);
     void (*exp_span)(const float *, float *, long);
     void (*erf_span)(const float *, float *, long);
+    void (*column_sums)(const float *, long, long, float *, long, long);
+    void (*layernorm_parameter_gradients)(const float *, const float *, const float *, const float *, long, long,
+                                          float *, float *, long, long);
 };
 
 #define NAME(x) x##_generic
@@ -123,3 +126,12 @@ void semples_softmax_rows_backward(const float *dp, const float *p, float *dx, l
 void semples_exp(const float *x, float *y, long count) { kernels()->exp_span(x, y, count); }
 
 void semples_erf(const float *x, float *y, long count) { kernels()->erf_span(x, y, count); }
+
+void semples_column_sums(const float *x, long rows, long ld, float *g, long j0, long j1) {
+    kernels()->column_sums(x, rows, ld, g, j0, j1);
+}
+
+void semples_layernorm_parameter_gradients(const float *dy, const float *x, const float *mean, const float *rstd,
+                                           long rows, long c, float *gw, float *gb, long j0, long j1) {
+    kernels()->layernorm_parameter_gradients(dy, x, mean, rstd, rows, c, gw, gb, j0, j1);
+}

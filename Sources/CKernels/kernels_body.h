@@ -218,7 +218,66 @@ static void NAME(erf_span)(const float *x, float *y, long count) {
     }
 }
 
+/// g[j] += Σ_i x[i·ld + j] for j in [j0, j1), the rows added in order into a zeroed accumulator:
+/// 32 columns (four registers) per sweep down the rows, so each row is read as whole cache lines.
+static void NAME(column_sums)(const float *x, long rows, long ld, float *g, long j0, long j1) {
+    long j = j0;
+    for (; j + 32 <= j1; j += 32) {
+        v8f a0 = splat8(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        for (long i = 0; i < rows; i++) {
+            const float *p = x + i * ld + j;
+            a0 = a0 + load8(p);
+            a1 = a1 + load8(p + 8);
+            a2 = a2 + load8(p + 16);
+            a3 = a3 + load8(p + 24);
+        }
+        store8(load8(g + j) + a0, g + j);
+        store8(load8(g + j + 8) + a1, g + j + 8);
+        store8(load8(g + j + 16) + a2, g + j + 16);
+        store8(load8(g + j + 24) + a3, g + j + 24);
+    }
+    for (; j < j1; j += 8) {
+        long lanes = j1 - j < 8 ? j1 - j : 8;
+        v8f a = splat8(0.0f);
+        for (long i = 0; i < rows; i++) a = a + NAME(load_partial)(x + i * ld + j, lanes, 0.0f);
+        NAME(store_partial)(NAME(load_partial)(g + j, lanes, 0.0f) + a, g + j, lanes);
+    }
+}
+
+/// LayerNorm's parameter gradients over columns [j0, j1): gw[j] += Σ_i dy[i, j]·x̂[i, j] and
+/// gb[j] += Σ_i dy[i, j], with x̂ = (x − mean_i)·rstd_i; gw or gb may be NULL. 16 columns per sweep.
+static void NAME(layernorm_parameter_gradients)(const float *dy, const float *x, const float *mean,
+                                                const float *rstd, long rows, long c, float *gw, float *gb,
+                                                long j0, long j1) {
+    for (long j = j0; j < j1; j += 16) {
+        long lanes0 = j1 - j < 8 ? j1 - j : 8;
+        long lanes1 = j1 - j - 8 < 0 ? 0 : (j1 - j - 8 < 8 ? j1 - j - 8 : 8);
+        v8f w0 = splat8(0.0f), w1 = w0, b0 = w0, b1 = w0;
+        for (long i = 0; i < rows; i++) {
+            const float *g = dy + i * c + j, *xr = x + i * c + j;
+            float m = mean[i], r = rstd[i];
+            v8f g0 = NAME(load_partial)(g, lanes0, 0.0f);
+            w0 = w0 + g0 * ((NAME(load_partial)(xr, lanes0, 0.0f) - m) * r);
+            b0 = b0 + g0;
+            if (lanes1 > 0) {
+                v8f g1 = NAME(load_partial)(g + 8, lanes1, 0.0f);
+                w1 = w1 + g1 * ((NAME(load_partial)(xr + 8, lanes1, 0.0f) - m) * r);
+                b1 = b1 + g1;
+            }
+        }
+        if (gw) {
+            NAME(store_partial)(NAME(load_partial)(gw + j, lanes0, 0.0f) + w0, gw + j, lanes0);
+            if (lanes1 > 0) NAME(store_partial)(NAME(load_partial)(gw + j + 8, lanes1, 0.0f) + w1, gw + j + 8, lanes1);
+        }
+        if (gb) {
+            NAME(store_partial)(NAME(load_partial)(gb + j, lanes0, 0.0f) + b0, gb + j, lanes0);
+            if (lanes1 > 0) NAME(store_partial)(NAME(load_partial)(gb + j + 8, lanes1, 0.0f) + b1, gb + j + 8, lanes1);
+        }
+    }
+}
+
 static const struct kernel_table NAME(table) = {
     NAME(activation_forward), NAME(activation_backward), NAME(softmax_rows), NAME(softmax_row),
     NAME(exponentiate_row), NAME(softmax_rows_backward), NAME(exp_span), NAME(erf_span),
+    NAME(column_sums), NAME(layernorm_parameter_gradients),
 };

@@ -37,13 +37,15 @@ public enum BLAS {
         }
     }
 
-    /// Runs body on OpenBLAS with library-threaded GEMMs, the engine's set-up before GEMMs were
-    /// cut into panels (the `baseline` figures of `semples bench`), then restores the choice.
+    /// Runs body on the engine's set-up before the training-speed work (the `baseline` figures of
+    /// `semples bench`): OpenBLAS with library-threaded GEMMs and the element-wise kernels for the
+    /// x86-64 baseline, then restores the choice. (Huge pages for large buffers stay on.)
     public static func withBaseline<T>(_ body: () throws -> T) rethrows -> T {
-        let (savedBackend, savedThreading) = (backend, threading)
+        let (savedBackend, savedThreading, savedKernels) = (backend, threading, ElementwiseKernels.active)
         backend = .openblas
         threading = .library
-        defer { backend = savedBackend; threading = savedThreading }
+        ElementwiseKernels.select(.generic)
+        defer { backend = savedBackend; threading = savedThreading; ElementwiseKernels.select(savedKernels) }
         return try body()
     }
 

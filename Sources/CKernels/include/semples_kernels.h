@@ -54,6 +54,14 @@ float semples_exponentiate_row(const float *x, float *p, long c);
 void semples_softmax_rows_backward(const float *dp, const float *p, float *dx, long rows, long cols,
                                    long ld, float scale, int accumulate);
 
+/// g[j] += Σ_i x[i·ld + j] for columns j in [j0, j1), rows summed in order (bias gradients).
+void semples_column_sums(const float *x, long rows, long ld, float *g, long j0, long j1);
+
+/// LayerNorm parameter gradients over columns [j0, j1) of [rows, c] matrices: gw[j] += Σ_i dy·x̂,
+/// gb[j] += Σ_i dy, x̂ = (x − mean[i])·rstd[i]. gw or gb may be NULL.
+void semples_layernorm_parameter_gradients(const float *dy, const float *x, const float *mean, const float *rstd,
+                                           long rows, long c, float *gw, float *gb, long j0, long j1);
+
 /// e^x and erf(x) over count elements (the engine's polynomials), for tests and scalar callers.
 void semples_exp(const float *x, float *y, long count);
 void semples_erf(const float *x, float *y, long count);

@@ -151,7 +151,7 @@ public enum SemPLeSBenchSection {
         lines.append(BenchLine(section: "semples", name: "voc_stage_c_60_epochs", unit: "h", semples: hoursA,
                                note: "as (a): the refine term adds one cosine per pair"))
         if let baseline {
-            let before = "before: OpenBLAS with library-threaded GEMMs"
+            let before = "before: OpenBLAS with library-threaded GEMMs, baseline x86-64 element-wise kernels"
             let a = projectedHours(secondsPerIteration: baseline.stageA, imagesPerEpoch: 10_560)
             lines.append(BenchLine(section: "semples", name: "voc_stage_a_60_epochs_baseline", unit: "h", semples: a, note: before))
             if let b = baseline.stageB {

@@ -57,7 +57,7 @@ public enum TrainingBenchSection {
             BenchLine(section: "train", name: "voc_weaktr_60_epochs_baseline", unit: "h",
                       semples: baseline.map { hours($0.imagesPerSecond) } ?? .nan,
                       torch: theirs.map { hours($0.images_per_second) },
-                      note: "before: OpenBLAS with library-threaded GEMMs"),
+                      note: "before: OpenBLAS with library-threaded GEMMs, baseline x86-64 element-wise kernels"),
         ]
     }
 
