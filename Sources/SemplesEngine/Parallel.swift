@@ -21,6 +21,8 @@ public enum Parallel {
 
     /// Runs body(i) for i in 0..<count, spread over `threads` workers in contiguous chunks.
     /// While the loop runs, BLAS is kept single-threaded so that nested GEMMs do not oversubscribe.
+    /// With more than one worker the closure's context is heap-allocated on every call: loops in
+    /// training steps pass an `IndexKernel` instead.
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
         let workers = min(threads, count)
         if workers <= 1 {
@@ -41,7 +43,8 @@ public enum Parallel {
 extension Parallel {
     /// Splits 0..<count into at most `threads` contiguous ranges of at least `grain` elements and
     /// runs body on each, concurrently. For element-wise kernels that make no BLAS calls, so BLAS's
-    /// thread setting is left alone.
+    /// thread setting is left alone. With more than one worker the closure's context is
+    /// heap-allocated on every call: loops in training steps pass a `RangeKernel` instead.
     public static func forRanges(_ count: Int, grain: Int = 16_384, _ body: (Range<Int>) -> Void) {
         let workers = max(1, min(threads, count / max(grain, 1)))
         if workers <= 1 {

@@ -7,7 +7,8 @@ import Darwin
 /// Persistent worker threads for `Parallel`: a run hands out indices 0..<n, the caller taking 0.
 ///
 /// Compared with DispatchQueue.concurrentPerform (about four allocations per call on Linux), a run
-/// here costs one 32-byte closure context (none through `run(width:job:entry:)`) and two futex wake-ups. A run started while another
+/// here costs one 32-byte closure context (none through `run(width:job:entry:)`, which GEMM panels
+/// and the kernel forms of `Parallel`'s loops use) and two futex wake-ups. A run started while another
 /// is in progress (nested parallel loops, or a second calling thread) executes serially in its caller.
 final class WorkerPool: @unchecked Sendable {
     static let shared = WorkerPool()

@@ -37,8 +37,14 @@ public struct Conv2d: Sendable {
 
     /// Shape of the column buffer forward needs: [B·Ho·Wo, in·k·k].
     public func columnsShape(batch: Int, height: Int, width: Int) -> [Int] {
+        columnMatrixShape(batch: batch, height: height, width: width).dims
+    }
+
+    /// `columnsShape` as a `Shape`, which makes no array: for views of scratch memory taken per
+    /// image inside timed loops.
+    public func columnMatrixShape(batch: Int, height: Int, width: Int) -> Shape {
         let o = outputSize(height: height, width: width)
-        return [batch * o.height * o.width, columnWidth]
+        return Shape(batch * o.height * o.width, columnWidth)
     }
 
     /// x: [B, in, H, W] → y: [B, out, Ho, Wo]. columns: columnsShape (kept for backward). Overwrites y.
@@ -52,10 +58,7 @@ public struct Conv2d: Sendable {
         }
         if let bias = bias {
             let bp = bias.value.data, yp = y.data
-            Parallel.forEachWithoutBLAS(B * O) { i in
-                let v = bp[i % O], row = yp + i * L
-                for l in 0..<L { row[l] += v }
-            }
+            Parallel.forEachWithoutBLAS(B * O, AddChannelBias(bp: bp, yp: yp, O: O, L: L))
         }
     }
 
@@ -127,7 +130,39 @@ public struct Conv2d: Sendable {
         let L = Ho * Wo, K = columnWidth, k = kernel, s = stride, p = padding
         precondition(columns.count == B * L * K, "Conv2d columns \(columns.shape), need \([B * L, K])")
         let xp = x.data, cp = columns.data
-        Parallel.forEachWithoutBLAS(B * Ho) { bo in
+        Parallel.forEachWithoutBLAS(B * Ho, GatherRows(xp: xp, cp: cp, C: C, H: H, W: W, Ho: Ho, Wo: Wo, K: K, k: k, s: s, p: p))
+        return (B, L)
+    }
+
+    /// col2im: dx += columns scattered back (overlapping taps add up).
+    private func scatter(_ dcol: TensorView, into dx: TensorView) {
+        let B = dx.shape[0], C = inChannels, H = dx.shape[2], W = dx.shape[3]
+        let (Ho, Wo) = outputSize(height: H, width: W)
+        let K = columnWidth, k = kernel, s = stride, p = padding
+        let dp = dx.data, cp = dcol.data
+        // Parallel over (b, c) planes: each worker owns whole input planes, so no write races.
+        Parallel.forEachWithoutBLAS(B * C, ScatterPlanes(dp: dp, cp: cp, C: C, H: H, W: W, Ho: Ho, Wo: Wo, K: K, k: k, s: s, p: p))
+    }
+}
+
+extension Conv2d {
+    /// The output planes of `forward`: y[b, o] += bias[o].
+    private struct AddChannelBias: IndexKernel {
+        let bp: UnsafeMutablePointer<Float>, yp: UnsafeMutablePointer<Float>
+        let O: Int, L: Int
+
+        func run(_ i: Int) {
+            let v = bp[i % O], row = yp + i * L
+            for l in 0..<L { row[l] += v }
+        }
+    }
+
+    /// The (image, output row) pairs of `gather` (im2col).
+    private struct GatherRows: IndexKernel {
+        let xp: UnsafeMutablePointer<Float>, cp: UnsafeMutablePointer<Float>
+        let C: Int, H: Int, W: Int, Ho: Int, Wo: Int, K: Int, k: Int, s: Int, p: Int
+
+        func run(_ bo: Int) {
             let b = bo / Ho, oy = bo % Ho
             for ox in 0..<Wo {
                 let row = cp + ((b * Ho + oy) * Wo + ox) * K
@@ -150,17 +185,14 @@ public struct Conv2d: Sendable {
                 }
             }
         }
-        return (B, L)
     }
 
-    /// col2im: dx += columns scattered back (overlapping taps add up).
-    private func scatter(_ dcol: TensorView, into dx: TensorView) {
-        let B = dx.shape[0], C = inChannels, H = dx.shape[2], W = dx.shape[3]
-        let (Ho, Wo) = outputSize(height: H, width: W)
-        let K = columnWidth, k = kernel, s = stride, p = padding
-        let dp = dx.data, cp = dcol.data
-        // Parallel over (b, c) planes: each worker owns whole input planes, so no write races.
-        Parallel.forEachWithoutBLAS(B * C) { bc in
+    /// The input planes of `scatter` (col2im); each belongs to one worker.
+    private struct ScatterPlanes: IndexKernel {
+        let dp: UnsafeMutablePointer<Float>, cp: UnsafeMutablePointer<Float>
+        let C: Int, H: Int, W: Int, Ho: Int, Wo: Int, K: Int, k: Int, s: Int, p: Int
+
+        func run(_ bc: Int) {
             let b = bc / C, c = bc % C
             let plane = dp + bc * H * W
             for oy in 0..<Ho {

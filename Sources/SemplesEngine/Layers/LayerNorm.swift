@@ -29,8 +29,43 @@ public struct LayerNorm: Sendable {
                      "LayerNorm(\(c)): x \(x.shape), y \(y.shape), mean \(mean?.shape.description ?? "nil"), rstd \(rstd?.shape.description ?? "nil")")
         let xp = x.data, yp = y.data, mp = mean?.data, rp = rstd?.data
         let wp = weight.value.data, bp = bias.value.data
-        let eps = self.eps
-        Parallel.forRanges(n, grain: max(1, 8192 / c)) { rows in
+        Parallel.forRanges(n, grain: max(1, 8192 / c),
+                           ForwardRows(xp: xp, yp: yp, mp: mp, rp: rp, wp: wp, bp: bp, c: c, eps: eps))
+    }
+
+    /// dx (+)= rstd·(g − mean(g) − x̂·mean(g⊙x̂)) with g = dy⊙γ; weight.grad += Σ dy⊙x̂; bias.grad += Σ dy.
+    /// dx may be nil (only parameter gradients). accumulate false overwrites dx.
+    public func backward(_ dy: TensorView, x: TensorView, mean: TensorView, rstd: TensorView, dx: TensorView?,
+                         accumulate: Bool = true, parameterGradients: Bool = true) {
+        let c = channels
+        let n = x.count / c
+        precondition(dy.count == x.count && mean.count == n && rstd.count == n && (dx == nil || dx!.count == x.count),
+                     "LayerNorm backward shapes dy \(dy.shape), x \(x.shape)")
+        let dyp = dy.data, xp = x.data, mp = mean.data, rp = rstd.data
+        let wp = weight.value.data
+        if let dx = dx {
+            let dxp = dx.data
+            Parallel.forRanges(n, grain: max(1, 8192 / c),
+                               BackwardRows(dyp: dyp, xp: xp, mp: mp, rp: rp, wp: wp, dxp: dxp, c: c,
+                                            accumulate: accumulate))
+        }
+        guard parameterGradients else { return }
+        let gw = weight.activeGrad, gb = bias.activeGrad
+        if gw == nil && gb == nil { return }
+        forEachColumnLanes(c, ParameterGradientColumns(dyp: dyp, xp: xp, mp: mp, rp: rp, gw: gw, gb: gb, n: n, c: c))
+    }
+}
+
+extension LayerNorm {
+    /// The rows of `forward`.
+    private struct ForwardRows: RangeKernel {
+        let xp: UnsafeMutablePointer<Float>, yp: UnsafeMutablePointer<Float>
+        let mp: UnsafeMutablePointer<Float>?, rp: UnsafeMutablePointer<Float>?
+        let wp: UnsafeMutablePointer<Float>, bp: UnsafeMutablePointer<Float>
+        let c: Int
+        let eps: Float
+
+        func run(_ rows: Range<Int>) {
             for i in rows {
                 let xr = xp + i * c, yr = yp + i * c
                 var s8 = Float8(repeating: 0)
@@ -52,44 +87,45 @@ public struct LayerNorm: Sendable {
         }
     }
 
-    /// dx (+)= rstd·(g − mean(g) − x̂·mean(g⊙x̂)) with g = dy⊙γ; weight.grad += Σ dy⊙x̂; bias.grad += Σ dy.
-    /// dx may be nil (only parameter gradients). accumulate false overwrites dx.
-    public func backward(_ dy: TensorView, x: TensorView, mean: TensorView, rstd: TensorView, dx: TensorView?,
-                         accumulate: Bool = true, parameterGradients: Bool = true) {
-        let c = channels
-        let n = x.count / c
-        precondition(dy.count == x.count && mean.count == n && rstd.count == n && (dx == nil || dx!.count == x.count),
-                     "LayerNorm backward shapes dy \(dy.shape), x \(x.shape)")
-        let dyp = dy.data, xp = x.data, mp = mean.data, rp = rstd.data
-        let wp = weight.value.data
-        if let dx = dx {
-            let dxp = dx.data
-            Parallel.forRanges(n, grain: max(1, 8192 / c)) { rows in
-                for i in rows {
-                    let xr = xp + i * c, gr = dyp + i * c, dr = dxp + i * c
-                    let m = mp[i], r = rp[i]
-                    var a8 = Float8(repeating: 0), b8 = Float8(repeating: 0)
-                    map8(c) { j, lanes in
-                        let g = loadPartial(gr + j, lanes) * loadPartial(wp + j, lanes)
-                        let xh = (loadPartial(xr + j, lanes) - m) * r
-                        a8 += g
-                        b8 += g * xh   // padded lanes are 0 in g, so they add nothing
-                    }
-                    let meanG = a8.sum() / Float(c), meanGX = b8.sum() / Float(c)
-                    map8(c) { j, lanes in
-                        let g = loadPartial(gr + j, lanes) * loadPartial(wp + j, lanes)
-                        let xh = (loadPartial(xr + j, lanes) - m) * r
-                        var d = (g - meanG - xh * meanGX) * r
-                        if accumulate { d += loadPartial(dr + j, lanes) }
-                        storePartial(d, dr + j, lanes)
-                    }
+    /// The rows of the input gradient in `backward`.
+    private struct BackwardRows: RangeKernel {
+        let dyp: UnsafeMutablePointer<Float>, xp: UnsafeMutablePointer<Float>
+        let mp: UnsafeMutablePointer<Float>, rp: UnsafeMutablePointer<Float>
+        let wp: UnsafeMutablePointer<Float>, dxp: UnsafeMutablePointer<Float>
+        let c: Int
+        let accumulate: Bool
+
+        func run(_ rows: Range<Int>) {
+            for i in rows {
+                let xr = xp + i * c, gr = dyp + i * c, dr = dxp + i * c
+                let m = mp[i], r = rp[i]
+                var a8 = Float8(repeating: 0), b8 = Float8(repeating: 0)
+                map8(c) { j, lanes in
+                    let g = loadPartial(gr + j, lanes) * loadPartial(wp + j, lanes)
+                    let xh = (loadPartial(xr + j, lanes) - m) * r
+                    a8 += g
+                    b8 += g * xh   // padded lanes are 0 in g, so they add nothing
+                }
+                let meanG = a8.sum() / Float(c), meanGX = b8.sum() / Float(c)
+                map8(c) { j, lanes in
+                    let g = loadPartial(gr + j, lanes) * loadPartial(wp + j, lanes)
+                    let xh = (loadPartial(xr + j, lanes) - m) * r
+                    var d = (g - meanG - xh * meanGX) * r
+                    if accumulate { d += loadPartial(dr + j, lanes) }
+                    storePartial(d, dr + j, lanes)
                 }
             }
         }
-        guard parameterGradients else { return }
-        let gw = weight.activeGrad, gb = bias.activeGrad
-        if gw == nil && gb == nil { return }
-        forEachColumnLanes(c) { j, lanes in
+    }
+
+    /// The weight and bias gradients of `backward`, by column groups.
+    private struct ParameterGradientColumns: ColumnLanesKernel {
+        let dyp: UnsafeMutablePointer<Float>, xp: UnsafeMutablePointer<Float>
+        let mp: UnsafeMutablePointer<Float>, rp: UnsafeMutablePointer<Float>
+        let gw: TensorView?, gb: TensorView?
+        let n: Int, c: Int
+
+        func run(_ j: Int, lanes: Int) {
             var aw = Float8(repeating: 0), ab = Float8(repeating: 0)
             for i in 0..<n {
                 let g = loadPartial(dyp + i * c + j, lanes)

@@ -63,8 +63,15 @@ public func addRowVector(_ v: TensorView, to y: TensorView) {
     let c = v.count
     let n = y.count / max(c, 1)
     precondition(n * c == y.count, "row vector \(v.shape) does not divide \(y.shape)")
-    let vp = v.data, yp = y.data
-    Parallel.forRanges(n, grain: max(1, 16_384 / max(c, 1))) { rows in
+    Parallel.forRanges(n, grain: max(1, 16_384 / max(c, 1)), AddRowVector(vp: v.data, yp: y.data, c: c))
+}
+
+/// The rows of `addRowVector`.
+private struct AddRowVector: RangeKernel {
+    let vp: UnsafeMutablePointer<Float>, yp: UnsafeMutablePointer<Float>
+    let c: Int
+
+    func run(_ rows: Range<Int>) {
         for i in rows {
             let row = yp + i * c
             map8(c) { j, lanes in storePartial(loadPartial(row + j, lanes) + loadPartial(vp + j, lanes), row + j, lanes) }
@@ -77,8 +84,15 @@ public func sumRows(_ dy: TensorView, into g: TensorView) {
     let c = g.count
     let n = dy.count / max(c, 1)
     precondition(n * c == dy.count, "sumRows \(dy.shape) into \(g.shape)")
-    let dp = dy.data, gp = g.data
-    forEachColumnLanes(c) { j, lanes in
+    forEachColumnLanes(c, SumRows(dp: dy.data, gp: g.data, n: n, c: c))
+}
+
+/// The column groups of `sumRows`.
+private struct SumRows: ColumnLanesKernel {
+    let dp: UnsafeMutablePointer<Float>, gp: UnsafeMutablePointer<Float>
+    let n: Int, c: Int
+
+    func run(_ j: Int, lanes: Int) {
         var acc = Float8(repeating: 0)
         for i in 0..<n { acc += loadPartial(dp + i * c + j, lanes) }
         storePartial(acc + loadPartial(gp + j, lanes), gp + j, lanes)
@@ -93,5 +107,28 @@ func forEachColumnLanes(_ c: Int, _ body: (Int, Int) -> Void) {
     Parallel.forEachWithoutBLAS(blocks) { blk in
         let hi = min(c, blk * 64 + 64)
         for j in stride(from: blk * 64, to: hi, by: 8) { body(j, min(8, hi - j)) }
+    }
+}
+
+/// The body of the kernel form of `forEachColumnLanes`: one 8-lane column group.
+protocol ColumnLanesKernel {
+    /// Columns j ..< j + lanes (lanes < 8 only for the last group).
+    func run(_ j: Int, lanes: Int)
+}
+
+/// `forEachColumnLanes` with a kernel: the same 64-column blocks over the workers, and no heap
+/// allocation at any thread count (see `RangeKernel`).
+func forEachColumnLanes(_ c: Int, _ body: some ColumnLanesKernel) {
+    Parallel.forEachWithoutBLAS((c + 63) / 64, ColumnBlocks(c: c, body: body))
+}
+
+/// The 64-column blocks of `forEachColumnLanes`, one per index.
+private struct ColumnBlocks<Body: ColumnLanesKernel>: IndexKernel {
+    let c: Int
+    let body: Body
+
+    func run(_ blk: Int) {
+        let hi = min(c, blk * 64 + 64)
+        for j in stride(from: blk * 64, to: hi, by: 8) { body.run(j, lanes: min(8, hi - j)) }
     }
 }

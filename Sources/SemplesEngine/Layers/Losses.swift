@@ -13,7 +13,30 @@ public enum MinMaxNormalization {
         let H = x.shape[r - 2], W = x.shape[r - 1], n = H * W, M = x.count / n
         precondition(y.count == x.count && statistics.count == M * 4, "min-max normalise \(x.shape), stats \(statistics.shape)")
         let xp = x.data, yp = y.data, sp = statistics.data
-        Parallel.forEachWithoutBLAS(M) { m in
+        Parallel.forEachWithoutBLAS(M, ForwardMaps(xp: xp, yp: yp, sp: sp, H: H, W: W, n: n, eps: eps))
+    }
+
+    /// dx (+)= ∂L/∂x given dy. With r = 1/(max − min + ε) and y = (x − min)·r:
+    /// ∂L/∂x_i = r·dy_i; ∂L/∂min = −r·Σdy + r²·Σ dy⊙(x − min); ∂L/∂max = −r²·Σ dy⊙(x − min).
+    public static func backward(_ dy: TensorView, x: TensorView, eps: Float, statistics: TensorView,
+                                dx: TensorView, accumulate: Bool = true) {
+        let r = x.shape.rank
+        let n = x.shape[r - 2] * x.shape[r - 1], M = x.count / n
+        precondition(dy.count == x.count && dx.count == x.count && statistics.count == M * 4, "min-max backward shapes")
+        let gp = dy.data, xp = x.data, dp = dx.data, sp = statistics.data
+        Parallel.forEachWithoutBLAS(M, BackwardMaps(gp: gp, xp: xp, dp: dp, sp: sp, n: n, eps: eps,
+                                                    accumulate: accumulate))
+    }
+}
+
+extension MinMaxNormalization {
+    /// The maps of `forward`.
+    private struct ForwardMaps: IndexKernel {
+        let xp: UnsafeMutablePointer<Float>, yp: UnsafeMutablePointer<Float>, sp: UnsafeMutablePointer<Float>
+        let H: Int, W: Int, n: Int
+        let eps: Float
+
+        func run(_ m: Int) {
             let map = xp + m * n
             var lo = map[0], hi = map[0], loAt = 0, hiAt = 0
             for w in 0..<W {
@@ -33,15 +56,15 @@ public enum MinMaxNormalization {
         }
     }
 
-    /// dx (+)= ∂L/∂x given dy. With r = 1/(max − min + ε) and y = (x − min)·r:
-    /// ∂L/∂x_i = r·dy_i; ∂L/∂min = −r·Σdy + r²·Σ dy⊙(x − min); ∂L/∂max = −r²·Σ dy⊙(x − min).
-    public static func backward(_ dy: TensorView, x: TensorView, eps: Float, statistics: TensorView,
-                                dx: TensorView, accumulate: Bool = true) {
-        let r = x.shape.rank
-        let n = x.shape[r - 2] * x.shape[r - 1], M = x.count / n
-        precondition(dy.count == x.count && dx.count == x.count && statistics.count == M * 4, "min-max backward shapes")
-        let gp = dy.data, xp = x.data, dp = dx.data, sp = statistics.data
-        Parallel.forEachWithoutBLAS(M) { m in
+    /// The maps of `backward`.
+    private struct BackwardMaps: IndexKernel {
+        let gp: UnsafeMutablePointer<Float>, xp: UnsafeMutablePointer<Float>
+        let dp: UnsafeMutablePointer<Float>, sp: UnsafeMutablePointer<Float>
+        let n: Int
+        let eps: Float
+        let accumulate: Bool
+
+        func run(_ m: Int) {
             let lo = sp[m * 4], hi = sp[m * 4 + 1]
             let loAt = Int(sp[m * 4 + 2]), hiAt = Int(sp[m * 4 + 3])
             let inv = 1 / (hi - lo + eps)

@@ -47,18 +47,8 @@ public enum Resize {
         let sy = sourceScale(input: H, output: Ho, alignCorners: alignCorners, scaleFactor: scaleFactors?.height)
         let sx = sourceScale(input: W, output: Wo, alignCorners: alignCorners, scaleFactor: scaleFactors?.width)
         let xp = x.data, yp = y.data
-        Parallel.forEachWithoutBLAS(P * Ho) { po in
-            let p = po / Ho, oy = po % Ho
-            let (y0, ty) = tap(oy, scale: sy, input: H, alignCorners: alignCorners, cubic: false)
-            let y1 = y0 + (y0 < H - 1 ? 1 : 0)
-            let r0 = xp + p * H * W + y0 * W, r1 = xp + p * H * W + y1 * W
-            let out = yp + po * Wo
-            for ox in 0..<Wo {
-                let (x0, tx) = tap(ox, scale: sx, input: W, alignCorners: alignCorners, cubic: false)
-                let x1 = x0 + (x0 < W - 1 ? 1 : 0)
-                out[ox] = (1 - ty) * ((1 - tx) * r0[x0] + tx * r0[x1]) + ty * ((1 - tx) * r1[x0] + tx * r1[x1])
-            }
-        }
+        Parallel.forEachWithoutBLAS(P * Ho, BilinearRows(xp: xp, yp: yp, H: H, W: W, Ho: Ho, Wo: Wo, sy: sy, sx: sx,
+                                                         alignCorners: alignCorners))
     }
 
     /// Bilinear backward: dx [..., H, W] += the transpose of the forward interpolation applied to dy.
@@ -69,23 +59,8 @@ public enum Resize {
         let sx = sourceScale(input: W, output: Wo, alignCorners: alignCorners, scaleFactor: scaleFactors?.width)
         let gp = dy.data, dp = dx.data
         // Each plane belongs to one worker, so the scattered adds never race.
-        Parallel.forEachWithoutBLAS(P) { p in
-            let base = dp + p * H * W
-            for oy in 0..<Ho {
-                let (y0, ty) = tap(oy, scale: sy, input: H, alignCorners: alignCorners, cubic: false)
-                let y1 = y0 + (y0 < H - 1 ? 1 : 0)
-                let g = gp + (p * Ho + oy) * Wo
-                for ox in 0..<Wo {
-                    let (x0, tx) = tap(ox, scale: sx, input: W, alignCorners: alignCorners, cubic: false)
-                    let x1 = x0 + (x0 < W - 1 ? 1 : 0)
-                    let v = g[ox]
-                    base[y0 * W + x0] += (1 - ty) * (1 - tx) * v
-                    base[y0 * W + x1] += (1 - ty) * tx * v
-                    base[y1 * W + x0] += ty * (1 - tx) * v
-                    base[y1 * W + x1] += ty * tx * v
-                }
-            }
-        }
+        Parallel.forEachWithoutBLAS(P, BilinearBackwardPlanes(gp: gp, dp: dp, H: H, W: W, Ho: Ho, Wo: Wo, sy: sy, sx: sx,
+                                                              alignCorners: alignCorners))
     }
 
     /// Cubic convolution weights (Keys, A = −0.75) for taps at −1, 0, 1, 2 given fraction t.
@@ -104,8 +79,69 @@ public enum Resize {
         let sy = sourceScale(input: H, output: Ho, alignCorners: alignCorners, scaleFactor: scaleFactors?.height)
         let sx = sourceScale(input: W, output: Wo, alignCorners: alignCorners, scaleFactor: scaleFactors?.width)
         let xp = x.data, yp = y.data
+        Parallel.forEachWithoutBLAS(P * Ho, BicubicRows(xp: xp, yp: yp, H: H, W: W, Ho: Ho, Wo: Wo, sy: sy, sx: sx,
+                                                        alignCorners: alignCorners))
+    }
+}
+
+extension Resize {
+    /// The (plane, output row) pairs of `bilinear`.
+    private struct BilinearRows: IndexKernel {
+        let xp: UnsafeMutablePointer<Float>, yp: UnsafeMutablePointer<Float>
+        let H: Int, W: Int, Ho: Int, Wo: Int
+        let sy: Float, sx: Float
+        let alignCorners: Bool
+
+        func run(_ po: Int) {
+            let p = po / Ho, oy = po % Ho
+            let (y0, ty) = tap(oy, scale: sy, input: H, alignCorners: alignCorners, cubic: false)
+            let y1 = y0 + (y0 < H - 1 ? 1 : 0)
+            let r0 = xp + p * H * W + y0 * W, r1 = xp + p * H * W + y1 * W
+            let out = yp + po * Wo
+            for ox in 0..<Wo {
+                let (x0, tx) = tap(ox, scale: sx, input: W, alignCorners: alignCorners, cubic: false)
+                let x1 = x0 + (x0 < W - 1 ? 1 : 0)
+                out[ox] = (1 - ty) * ((1 - tx) * r0[x0] + tx * r0[x1]) + ty * ((1 - tx) * r1[x0] + tx * r1[x1])
+            }
+        }
+    }
+
+    /// The planes of `bilinearBackward`.
+    private struct BilinearBackwardPlanes: IndexKernel {
+        let gp: UnsafeMutablePointer<Float>, dp: UnsafeMutablePointer<Float>
+        let H: Int, W: Int, Ho: Int, Wo: Int
+        let sy: Float, sx: Float
+        let alignCorners: Bool
+
+        func run(_ p: Int) {
+            let base = dp + p * H * W
+            for oy in 0..<Ho {
+                let (y0, ty) = tap(oy, scale: sy, input: H, alignCorners: alignCorners, cubic: false)
+                let y1 = y0 + (y0 < H - 1 ? 1 : 0)
+                let g = gp + (p * Ho + oy) * Wo
+                for ox in 0..<Wo {
+                    let (x0, tx) = tap(ox, scale: sx, input: W, alignCorners: alignCorners, cubic: false)
+                    let x1 = x0 + (x0 < W - 1 ? 1 : 0)
+                    let v = g[ox]
+                    base[y0 * W + x0] += (1 - ty) * (1 - tx) * v
+                    base[y0 * W + x1] += (1 - ty) * tx * v
+                    base[y1 * W + x0] += ty * (1 - tx) * v
+                    base[y1 * W + x1] += ty * tx * v
+                }
+            }
+        }
+    }
+
+    /// The (plane, output row) pairs of `bicubic`.
+    private struct BicubicRows: IndexKernel {
+        let xp: UnsafeMutablePointer<Float>, yp: UnsafeMutablePointer<Float>
+        let H: Int, W: Int, Ho: Int, Wo: Int
+        let sy: Float, sx: Float
+        let alignCorners: Bool
+
         @inline(__always) func clampIndex(_ i: Int, _ n: Int) -> Int { min(max(i, 0), n - 1) }
-        Parallel.forEachWithoutBLAS(P * Ho) { po in
+
+        func run(_ po: Int) {
             let p = po / Ho, oy = po % Ho
             let plane = xp + p * H * W
             let (iy, ty) = tap(oy, scale: sy, input: H, alignCorners: alignCorners, cubic: true)

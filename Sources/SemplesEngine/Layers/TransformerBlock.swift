@@ -167,10 +167,17 @@ public struct TransformerBlock: Sendable {
                        dx: dx?.reshaped(flat), accumulate: accumulate, parameterGradients: parameterGradients)
         // Residual path into x.
         if let dx = dx {
-            Parallel.forRanges(dx.count) { r in
-                let a = dx.data + r.lowerBound, b = dh.data + r.lowerBound
-                map8(r.count) { j, lanes in storePartial(loadPartial(a + j, lanes) + loadPartial(b + j, lanes), a + j, lanes) }
-            }
+            Parallel.forRanges(dx.count, AddResidualGradient(dx: dx, dh: dh))
         }
+    }
+}
+
+/// dx += dh over a range: the residual path at the end of `TransformerBlock.backward`.
+private struct AddResidualGradient: RangeKernel {
+    let dx: TensorView, dh: TensorView
+
+    func run(_ r: Range<Int>) {
+        let a = dx.data + r.lowerBound, b = dh.data + r.lowerBound
+        map8(r.count) { j, lanes in storePartial(loadPartial(a + j, lanes) + loadPartial(b + j, lanes), a + j, lanes) }
     }
 }

@@ -51,8 +51,19 @@ public final class AdamW: @unchecked Sendable {
         }
         let lr = learningRate, wd = weightDecay, b1 = beta1, b2 = beta2, epsilon = Float(eps)
         let parameters = self.parameters, steps = self.steps, moment1 = self.moment1, moment2 = self.moment2
-        Parallel.forRanges(total, grain: 65_536) { r in
-            // The parameters' elements laid end to end: this worker's range, tensor by tensor.
+        Parallel.forRanges(total, grain: 65_536,
+                           StepRanges(parameters: parameters, steps: steps, moment1: moment1, moment2: moment2,
+                                      lr: lr, wd: wd, b1: b1, b2: b2, epsilon: epsilon))
+    }
+
+    /// The ranges of `step`: the parameters' elements laid end to end.
+    private struct StepRanges: RangeKernel {
+        let parameters: [Parameter], steps: [Int], moment1: [Tensor], moment2: [Tensor]
+        let lr: Double, wd: Double, b1: Double, b2: Double
+        let epsilon: Float
+
+        func run(_ r: Range<Int>) {
+            // This worker's range, tensor by tensor.
             var offset = 0
             for (i, p) in parameters.enumerated() {
                 guard let g = p.activeGrad else { continue }
@@ -81,7 +92,20 @@ public final class AdamW: @unchecked Sendable {
                               moment1 mp: UnsafeMutablePointer<Float>, moment2 vp: UnsafeMutablePointer<Float>,
                               count: Int, decay: Float, oneMinusBeta1: Float, beta2: Float,
                               oneMinusBeta2: Float, stepSize: Float, correction2: Float, eps: Float) {
-        Parallel.forRanges(count, grain: 65_536) { r in
+        Parallel.forRanges(count, grain: 65_536,
+                           UpdateRanges(pp: pp, gp: gp, mp: mp, vp: vp, decay: decay, oneMinusBeta1: oneMinusBeta1,
+                                        beta2: beta2, oneMinusBeta2: oneMinusBeta2, stepSize: stepSize,
+                                        correction2: correction2, eps: eps))
+    }
+
+    /// The ranges of `update`.
+    private struct UpdateRanges: RangeKernel {
+        let pp: UnsafeMutablePointer<Float>, gp: UnsafePointer<Float>
+        let mp: UnsafeMutablePointer<Float>, vp: UnsafeMutablePointer<Float>
+        let decay: Float, oneMinusBeta1: Float, beta2: Float, oneMinusBeta2: Float, stepSize: Float, correction2: Float
+        let eps: Float
+
+        func run(_ r: Range<Int>) {
             updateRange(r, parameter: pp, gradient: gp, moment1: mp, moment2: vp, decay: decay,
                         oneMinusBeta1: oneMinusBeta1, beta2: beta2, oneMinusBeta2: oneMinusBeta2,
                         stepSize: stepSize, correction2: correction2, eps: eps)

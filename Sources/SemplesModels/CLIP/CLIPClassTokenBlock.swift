@@ -38,16 +38,7 @@ extension CLIPResidualBlock {
         attention.qkv.forward(a.normed1, into: a.qkv)
         let qkv = a.qkv.data, probs = a.probabilities.data, ctx = a.context.data
         let scale = 1 / Float(hd).squareRoot()
-        Parallel.forEach(B * H) { bh in
-            let b = bh / H, h = bh % H
-            let base = qkv + b * T * 3 * D + h * hd
-            let q = base, k = base + D, v = base + 2 * D
-            let p = probs + bh * T
-            // p = softmax(q₀·Kᵀ · scale); context₀ = p·V
-            BLAS.gemv(m: T, n: hd, alpha: scale, a: k, lda: 3 * D, x: q, beta: 0, y: p)
-            Softmax.row(p, p, T)
-            BLAS.gemv(transA: true, m: T, n: hd, a: v, lda: 3 * D, x: p, beta: 0, y: ctx + b * D + h * hd)
-        }
+        Parallel.forEach(B * H, ClassQueryHeads(qkv: qkv, probs: probs, ctx: ctx, T: T, D: D, H: H, hd: hd, scale: scale))
         attention.projection.forward(a.context, into: a.middle)
         for b in 0..<B { add(x[b][0], into: a.middle[b]) }
         ln2.forward(a.middle, into: a.normed2, mean: a.mean2, rstd: a.rstd2)
@@ -95,7 +86,44 @@ extension CLIPResidualBlock {
         let qkv = a.qkv.data, probs = a.probabilities.data, dctx = s.contextGradient.data
         let dqkv = s.qkvGradient.data, dscores = s.scoreGradient.data
         let scale = 1 / Float(hd).squareRoot()
-        Parallel.forEach(B * H) { bh in
+        Parallel.forEach(B * H, ClassQueryHeadGradients(qkv: qkv, probs: probs, dctx: dctx, dqkv: dqkv, dscores: dscores,
+                                                        T: T, D: D, H: H, hd: hd, scale: scale))
+        attention.qkv.backward(s.qkvGradient, x: a.normed1, dx: s.normedGradient, accumulate: false,
+                               parameterGradients: true)
+        ln1.backward(s.normedGradient, x: a.input, mean: a.mean1, rstd: a.rstd1, dx: dx, accumulate: false,
+                     parameterGradients: true)
+        // The residual path reaches the class row only.
+        for b in 0..<B { add(dMiddle[b], into: dx[b][0]) }
+    }
+}
+
+extension CLIPResidualBlock {
+    /// The (image, head) pairs of `forwardClassToken`'s attention.
+    private struct ClassQueryHeads: IndexKernel {
+        let qkv: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>, ctx: UnsafeMutablePointer<Float>
+        let T: Int, D: Int, H: Int, hd: Int
+        let scale: Float
+
+        func run(_ bh: Int) {
+            let b = bh / H, h = bh % H
+            let base = qkv + b * T * 3 * D + h * hd
+            let q = base, k = base + D, v = base + 2 * D
+            let p = probs + bh * T
+            // p = softmax(q₀·Kᵀ · scale); context₀ = p·V
+            BLAS.gemv(m: T, n: hd, alpha: scale, a: k, lda: 3 * D, x: q, beta: 0, y: p)
+            Softmax.row(p, p, T)
+            BLAS.gemv(transA: true, m: T, n: hd, a: v, lda: 3 * D, x: p, beta: 0, y: ctx + b * D + h * hd)
+        }
+    }
+
+    /// The (image, head) pairs of `backwardClassToken`'s attention.
+    private struct ClassQueryHeadGradients: IndexKernel {
+        let qkv: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>, dctx: UnsafeMutablePointer<Float>
+        let dqkv: UnsafeMutablePointer<Float>, dscores: UnsafeMutablePointer<Float>
+        let T: Int, D: Int, H: Int, hd: Int
+        let scale: Float
+
+        func run(_ bh: Int) {
             let b = bh / H, h = bh % H
             let off = b * T * 3 * D + h * hd
             let q = qkv + off, k = q + D, v = q + 2 * D
@@ -113,11 +141,5 @@ extension CLIPResidualBlock {
             BLAS.gemv(transA: true, m: T, n: hd, a: k, lda: 3 * D, x: dp, beta: 0, y: dq)
             for t in 0..<T { BLAS.axpy(count: hd, alpha: dp[t], x: q, y: dk + t * 3 * D) }
         }
-        attention.qkv.backward(s.qkvGradient, x: a.normed1, dx: s.normedGradient, accumulate: false,
-                               parameterGradients: true)
-        ln1.backward(s.normedGradient, x: a.input, mean: a.mean1, rstd: a.rstd1, dx: dx, accumulate: false,
-                     parameterGradients: true)
-        // The residual path reaches the class row only.
-        for b in 0..<B { add(dMiddle[b], into: dx[b][0]) }
     }
 }

@@ -183,7 +183,24 @@ public struct CLIPImageEncoder {
     func im2col(_ images: TensorView, into patches: TensorView) {
         let c = config, B = images.shape[0], R = c.imageResolution, P = c.patchSize, G = c.grid
         let src = images.data, dst = patches.data
-        Parallel.forEach(B * G) { bg in
+        Parallel.forEach(B * G, PatchRows(src: src, dst: dst, R: R, P: P, G: G))
+    }
+
+    /// The adjoint of im2col: dImages += scattered patch rows.
+    func col2imAdding(_ patches: TensorView, into images: TensorView, batch B: Int) {
+        let c = config, R = c.imageResolution, P = c.patchSize, G = c.grid
+        let src = patches.data, dst = images.data
+        Parallel.forEach(B * G, PatchRowsAdding(src: src, dst: dst, R: R, P: P, G: G))
+    }
+}
+
+extension CLIPImageEncoder {
+    /// The (image, patch row) pairs of `im2col`.
+    private struct PatchRows: IndexKernel {
+        let src: UnsafeMutablePointer<Float>, dst: UnsafeMutablePointer<Float>
+        let R: Int, P: Int, G: Int
+
+        func run(_ bg: Int) {
             let b = bg / G, gy = bg % G
             for gx in 0..<G {
                 let row = dst + ((b * G + gy) * G + gx) * 3 * P * P
@@ -197,11 +214,12 @@ public struct CLIPImageEncoder {
         }
     }
 
-    /// The adjoint of im2col: dImages += scattered patch rows.
-    func col2imAdding(_ patches: TensorView, into images: TensorView, batch B: Int) {
-        let c = config, R = c.imageResolution, P = c.patchSize, G = c.grid
-        let src = patches.data, dst = images.data
-        Parallel.forEach(B * G) { bg in
+    /// The (image, patch row) pairs of `col2imAdding`; each owns its image rows.
+    private struct PatchRowsAdding: IndexKernel {
+        let src: UnsafeMutablePointer<Float>, dst: UnsafeMutablePointer<Float>
+        let R: Int, P: Int, G: Int
+
+        func run(_ bg: Int) {
             let b = bg / G, gy = bg % G
             for gx in 0..<G {
                 let row = src + ((b * G + gy) * G + gx) * 3 * P * P

@@ -122,32 +122,10 @@ extension WeakTr {
         cam.patchAttention?.zero()
         let fineWorkers = cam.patchAttention == nil ? workers : 1
         let scale = 1 / Float(config.headDimension).squareRoot()
-        Parallel.forEach(fineWorkers) { w in
-            let product = cam.blockProduct[w].data
-            for j in stride(from: w, to: L * NH, by: fineWorkers) {
-                let l = j / NH, h = j % NH
-                let coef = weights.data[h * L + l] * invChannels
-                let inverse = b.inverseSums(layer: l, head: h, headCount: NH, worker: w)
-                for r0 in stride(from: C, to: N, by: WeakTrInferenceBuffers.rowBlock) {
-                    let rows = min(WeakTrInferenceBuffers.rowBlock, N - r0)
-                    let s = b.scores(layer: l, head: h, headCount: NH, worker: w, firstRow: r0, rows: rows)
-                    if !keep {   // recompute this block of map (l, h) from the stored Q and K
-                        Self.attentionScores(b.qkv[l], head: h, headDimension: self.config.headDimension, firstRow: r0,
-                                             scale: scale, into: s, inverseSums: inverse.slice(offset: r0, Shape(rows)))
-                    }
-                    // product[i, c] = Σ_p E[r0+i, C+p] · cams[c, p]; then × w_j/LH · 1/Σ_i.
-                    BLAS.gemm(m: rows, n: C, k: P, a: s.data + C, lda: N, b: camsT, ldb: C, c: product, ldc: C)
-                    let acc = cam.fineAccumulators[w].data + (r0 - C) * C
-                    for i in 0..<rows {
-                        let f = coef * inverse.data[r0 + i]
-                        BLAS.axpy(count: C, alpha: f, x: product + i * C, y: acc + i * C)
-                        if let pa = cam.patchAttention {
-                            BLAS.axpy(count: P, alpha: f, x: s.data + i * N + C, y: pa.data + (r0 - C + i) * P)
-                        }
-                    }
-                }
-            }
-        }
+        Parallel.forEach(fineWorkers, FineCAMMaps(b: b, cam: cam, weights: weights, camsT: camsT, keep: keep,
+                                                  fineWorkers: fineWorkers, L: L, NH: NH, C: C, N: N, P: P,
+                                                  headDimension: config.headDimension, invChannels: invChannels,
+                                                  scale: scale))
         let total = cam.fineAccumulators[0]
         for w in 1..<max(fineWorkers, 1) { BLAS.axpy(count: P * C, alpha: 1, x: cam.fineAccumulators[w].data, y: total.data) }
         transpose(total, into: cam.fine.reshaped(Shape(C, P)))
@@ -187,6 +165,47 @@ extension WeakTr {
         for y in 0..<hp {
             for xx in 0..<wp {
                 for c in 0..<C { logits.data[(c * hp + y) * wp + xx] = out[(y * pw + xx) * C + c] }
+            }
+        }
+    }
+}
+
+extension WeakTr {
+    /// Phase 2b of `forward`: the attention maps spread over the workers, each accumulating its
+    /// own share of the fine CAM.
+    private struct FineCAMMaps: IndexKernel {
+        let b: WeakTrInferenceBuffers
+        let cam: WeakTrCAMBuffers
+        let weights: TensorView
+        let camsT: UnsafeMutablePointer<Float>
+        let keep: Bool
+        let fineWorkers: Int, L: Int, NH: Int, C: Int, N: Int, P: Int, headDimension: Int
+        let invChannels: Float, scale: Float
+
+        func run(_ w: Int) {
+            let product = cam.blockProduct[w].data
+            for j in stride(from: w, to: L * NH, by: fineWorkers) {
+                let l = j / NH, h = j % NH
+                let coef = weights.data[h * L + l] * invChannels
+                let inverse = b.inverseSums(layer: l, head: h, headCount: NH, worker: w)
+                for r0 in stride(from: C, to: N, by: WeakTrInferenceBuffers.rowBlock) {
+                    let rows = min(WeakTrInferenceBuffers.rowBlock, N - r0)
+                    let s = b.scores(layer: l, head: h, headCount: NH, worker: w, firstRow: r0, rows: rows)
+                    if !keep {   // recompute this block of map (l, h) from the stored Q and K
+                        WeakTr.attentionScores(b.qkv[l], head: h, headDimension: headDimension, firstRow: r0,
+                                               scale: scale, into: s, inverseSums: inverse.slice(offset: r0, Shape(rows)))
+                    }
+                    // product[i, c] = Σ_p E[r0+i, C+p] · cams[c, p]; then × w_j/LH · 1/Σ_i.
+                    BLAS.gemm(m: rows, n: C, k: P, a: s.data + C, lda: N, b: camsT, ldb: C, c: product, ldc: C)
+                    let acc = cam.fineAccumulators[w].data + (r0 - C) * C
+                    for i in 0..<rows {
+                        let f = coef * inverse.data[r0 + i]
+                        BLAS.axpy(count: C, alpha: f, x: product + i * C, y: acc + i * C)
+                        if let pa = cam.patchAttention {
+                            BLAS.axpy(count: P, alpha: f, x: s.data + i * N + C, y: pa.data + (r0 - C + i) * P)
+                        }
+                    }
+                }
             }
         }
     }

@@ -139,61 +139,13 @@ extension WeakTr {
             let attentionScale = dropPathScales?[2 * l] ?? 1, mlpScale = dropPathScales?[2 * l + 1] ?? 1
             // Token-wise work runs on row chunks, one per worker, each with single-threaded GEMMs:
             // as fast as threaded BLAS on these shapes, without its idle spinning.
-            Parallel.forEach(workers) { w in
-                let (r0, rows) = Self.chunk(w, of: workers, count: N)
-                guard rows > 0 else { return }
-                block.norm1.forward(x.rows(r0, rows), into: a.rows(r0, rows))
-                block.attention.qkv.forward(a.rows(r0, rows), into: qkv.rows(r0, rows))
-            }
-            Parallel.forEach(workers) { w in
-                for h in stride(from: w, to: NH, by: workers) {
-                    // Row blocks of the N×N map stay in cache between the score GEMM, the exp and
-                    // the A·V GEMM; the softmax's 1/Σ is applied to the A·V rows.
-                    let inverse = b.inverseSums(layer: l, head: h, headCount: NH, worker: w)
-                    for r0 in stride(from: 0, to: N, by: WeakTrInferenceBuffers.rowBlock) {
-                        let rows = min(WeakTrInferenceBuffers.rowBlock, N - r0)
-                        let s = b.scores(layer: l, head: h, headCount: NH, worker: w, firstRow: r0, rows: rows)
-                        Self.attentionScores(qkv, head: h, headDimension: hd, firstRow: r0, scale: scale, into: s,
-                                             inverseSums: inverse.slice(offset: r0, Shape(rows)))
-                        let out = a.data + r0 * D + h * hd
-                        BLAS.gemm(m: rows, n: hd, k: N, a: s.data, lda: N, b: qkv.data + 2 * D + h * hd, ldb: 3 * D,
-                                  c: out, ldc: D)
-                        for i in 0..<rows {
-                            let inv = inverse.data[r0 + i]
-                            BLAS.scale(count: hd, alpha: inv, x: out + i * D)
-                            if r0 + i < C {   // keep the class-query rows, normalised
-                                let dst = b.classRows.data + ((l * NH + h) * C + r0 + i) * N
-                                dst.update(from: s.data + i * N, count: N)
-                                BLAS.scale(count: N, alpha: inv, x: dst)
-                            }
-                            if let columns = patchColumns {
-                                let dst = columns.data + ((h * L + l) * N + r0 + i) * P
-                                dst.update(from: s.data + i * N + C, count: P)
-                                BLAS.scale(count: P, alpha: inv, x: dst)
-                            }
-                        }
-                    }
-                }
-            }
-            Parallel.forEach(workers) { w in
-                let (r0, rows) = Self.chunk(w, of: workers, count: N)
-                let xr = x.rows(r0, rows), ar = a.rows(r0, rows), or = o.rows(r0, rows), hr = hidden.rows(r0, rows)
-                guard rows > 0 else {   // no rows: the pooling's identity
-                    AdaptiveAttentionFusion.poolRows(or, pooling: c.pooling, into: b.poolPartial[w])
-                    return
-                }
-                block.attention.projection.forward(ar, into: or)
-                AdaptiveAttentionFusion.poolRows(or, pooling: c.pooling, into: b.poolPartial[w])
-                BLAS.axpy(count: rows * D, alpha: attentionScale, x: or.data, y: xr.data)
-                block.norm2.forward(xr, into: ar)
-                block.fc1.forward(ar, into: hr)
-                block.configuration.activation.forward(hr, into: hr)
-                // x += s·fc2(h): bias first, then a beta = 1 GEMM straight into the residual stream.
-                let fc2 = block.fc2
-                for r in 0..<rows { BLAS.axpy(count: D, alpha: mlpScale, x: fc2.bias!.value.data, y: xr.data + r * D) }
-                BLAS.gemm(transB: true, m: rows, n: D, k: F, alpha: mlpScale, a: hr.data, lda: F,
-                          b: fc2.weight.value.data, ldb: F, beta: 1, c: xr.data, ldc: D)
-            }
+            Parallel.forEach(workers, InferenceQKVRows(block: block, x: x, a: a, qkv: qkv, workers: workers, N: N))
+            Parallel.forEach(workers, InferenceAttentionHeads(b: b, a: a, qkv: qkv, patchColumns: patchColumns, l: l, L: L,
+                                                              NH: NH, hd: hd, C: C, N: N, P: P, D: D, workers: workers,
+                                                              scale: scale))
+            Parallel.forEach(workers, InferenceTokenRows(c: c, block: block, b: b, x: x, a: a, o: o, hidden: hidden,
+                                                         workers: workers, N: N, D: D, F: F,
+                                                         attentionScale: attentionScale, mlpScale: mlpScale))
             AdaptiveAttentionFusion.combinePools(b.poolPartial, tokens: N, pooling: c.pooling, into: b.pooled[l])
         }
     }
@@ -213,7 +165,7 @@ extension WeakTr {
     private func embed(_ image: TensorView, _ b: WeakTrInferenceBuffers) {
         let C = config.classCount, hp = b.patchRows, wp = b.patchColumns, P = hp * wp
         let H = image.shape[1], W = image.shape[2]
-        let columns = b.hidden.slice(offset: 0, patchEmbed.columnsShape(batch: 1, height: H, width: W))
+        let columns = b.hidden.slice(offset: 0, patchEmbed.columnMatrixShape(batch: 1, height: H, width: W))
         patchEmbed.forwardTokens(image.reshaped(Shape(1, 3, H, W)), into: b.x.rows(C, P), columns: columns)
         addTokenEmbeddings(b.x, patchRows: hp, patchColumns: wp, square: H == W, planes: b.positionPlanes,
                            resized: b.positionResized)
@@ -240,6 +192,93 @@ extension WeakTr {
         Resize.bicubic(planes, into: resized, scaleFactors: ((Double(hp) + 0.1) / Double(g), (Double(wp) + 0.1) / Double(g)))
         for p in 0..<P {
             for d in 0..<D { patchRows[p * D + d] += resized.data[d * P + p] }
+        }
+    }
+}
+
+extension WeakTr {
+    /// One layer's norm1 and qkv projection of `inferenceBackbone`, a row chunk per worker.
+    private struct InferenceQKVRows: IndexKernel {
+        let block: TransformerBlock
+        let x: TensorView, a: TensorView, qkv: TensorView
+        let workers: Int, N: Int
+
+        func run(_ w: Int) {
+            let (r0, rows) = WeakTr.chunk(w, of: workers, count: N)
+            guard rows > 0 else { return }
+            block.norm1.forward(x.rows(r0, rows), into: a.rows(r0, rows))
+            block.attention.qkv.forward(a.rows(r0, rows), into: qkv.rows(r0, rows))
+        }
+    }
+
+    /// One layer's attention of `inferenceBackbone`, heads spread over the workers.
+    private struct InferenceAttentionHeads: IndexKernel {
+        let b: WeakTrInferenceBuffers
+        let a: TensorView, qkv: TensorView
+        let patchColumns: TensorView?
+        let l: Int, L: Int, NH: Int, hd: Int, C: Int, N: Int, P: Int, D: Int, workers: Int
+        let scale: Float
+
+        func run(_ w: Int) {
+            for h in stride(from: w, to: NH, by: workers) {
+                // Row blocks of the N×N map stay in cache between the score GEMM, the exp and
+                // the A·V GEMM; the softmax's 1/Σ is applied to the A·V rows.
+                let inverse = b.inverseSums(layer: l, head: h, headCount: NH, worker: w)
+                for r0 in stride(from: 0, to: N, by: WeakTrInferenceBuffers.rowBlock) {
+                    let rows = min(WeakTrInferenceBuffers.rowBlock, N - r0)
+                    let s = b.scores(layer: l, head: h, headCount: NH, worker: w, firstRow: r0, rows: rows)
+                    WeakTr.attentionScores(qkv, head: h, headDimension: hd, firstRow: r0, scale: scale, into: s,
+                                           inverseSums: inverse.slice(offset: r0, Shape(rows)))
+                    let out = a.data + r0 * D + h * hd
+                    BLAS.gemm(m: rows, n: hd, k: N, a: s.data, lda: N, b: qkv.data + 2 * D + h * hd, ldb: 3 * D,
+                              c: out, ldc: D)
+                    for i in 0..<rows {
+                        let inv = inverse.data[r0 + i]
+                        BLAS.scale(count: hd, alpha: inv, x: out + i * D)
+                        if r0 + i < C {   // keep the class-query rows, normalised
+                            let dst = b.classRows.data + ((l * NH + h) * C + r0 + i) * N
+                            dst.update(from: s.data + i * N, count: N)
+                            BLAS.scale(count: N, alpha: inv, x: dst)
+                        }
+                        if let columns = patchColumns {
+                            let dst = columns.data + ((h * L + l) * N + r0 + i) * P
+                            dst.update(from: s.data + i * N + C, count: P)
+                            BLAS.scale(count: P, alpha: inv, x: dst)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One layer's attention projection, pooling, residuals and MLP of `inferenceBackbone`, a row
+    /// chunk per worker.
+    private struct InferenceTokenRows: IndexKernel {
+        let c: WeakTrConfig
+        let block: TransformerBlock
+        let b: WeakTrInferenceBuffers
+        let x: TensorView, a: TensorView, o: TensorView, hidden: TensorView
+        let workers: Int, N: Int, D: Int, F: Int
+        let attentionScale: Float, mlpScale: Float
+
+        func run(_ w: Int) {
+            let (r0, rows) = WeakTr.chunk(w, of: workers, count: N)
+            let xr = x.rows(r0, rows), ar = a.rows(r0, rows), or = o.rows(r0, rows), hr = hidden.rows(r0, rows)
+            guard rows > 0 else {   // no rows: the pooling's identity
+                AdaptiveAttentionFusion.poolRows(or, pooling: c.pooling, into: b.poolPartial[w])
+                return
+            }
+            block.attention.projection.forward(ar, into: or)
+            AdaptiveAttentionFusion.poolRows(or, pooling: c.pooling, into: b.poolPartial[w])
+            BLAS.axpy(count: rows * D, alpha: attentionScale, x: or.data, y: xr.data)
+            block.norm2.forward(xr, into: ar)
+            block.fc1.forward(ar, into: hr)
+            block.configuration.activation.forward(hr, into: hr)
+            // x += s·fc2(h): bias first, then a beta = 1 GEMM straight into the residual stream.
+            let fc2 = block.fc2
+            for r in 0..<rows { BLAS.axpy(count: D, alpha: mlpScale, x: fc2.bias!.value.data, y: xr.data + r * D) }
+            BLAS.gemm(transB: true, m: rows, n: D, k: F, alpha: mlpScale, a: hr.data, lda: F,
+                      b: fc2.weight.value.data, ldb: F, beta: 1, c: xr.data, ldc: D)
         }
     }
 }

@@ -61,16 +61,11 @@ extension WeakTr {
         }
 
         // AAF (spec §2.1.4) on detached inputs: each block's attention output pooled over the tokens.
-        Parallel.forEachWithoutBLAS(B * L) { bl in
-            let b = bl / L, l = bl % L
-            AdaptiveAttentionFusion.pool(ws.caches[l].attentionOutput[b], pooling: c.pooling, into: ws.pooled[b][l])
-        }
+        Parallel.forEachWithoutBLAS(B * L, PoolAttentionOutputs(ws: ws, pooling: c.pooling, L: L))
         fusion.forward(pooled: ws.pooled, cache: ws.fusion)
 
         // Head on the (non-detached) patch tokens as NCHW; predictions.
-        Parallel.forEachWithoutBLAS(B) { b in
-            transpose(ws.residuals[L][b].rows(C, P), into: ws.headInput[b].reshaped(Shape(D, P)))
-        }
+        Parallel.forEachWithoutBLAS(B, HeadInputs(ws: ws, L: L, C: C, P: P, D: D))
         head.forward(ws.headInput, into: ws.logits.reshaped(Shape(B, C, c.gridSide, c.gridSide)), columns: ws.headColumns)
         for b in 0..<B {
             LastAxisMean.forward(ws.residuals[L][b].rows(0, C), into: ws.classTokenPrediction[b])
@@ -78,12 +73,7 @@ extension WeakTr {
         LastAxisMean.forward(ws.logits, into: ws.coarsePrediction)
 
         // M = (1/ch) Σ_j w_j A_j (detached maps), fused CAM with the detached ReLU(head), fine CAM.
-        Parallel.forEach(B) { b in
-            let w = ws.fusionWeights.data + b * ch
-            CAMFusion.fuse(weights: w, channels: ch, count: N * N, map: { ws.attentionMap(image: b, channel: $0) },
-                                      into: ws.fused[b].data)
-            CAMFusion.forward(fused: ws.fused[b], keyOffset: C, logits: ws.logits[b], cams: ws.cams[b], fine: ws.fineCAM[b])
-        }
+        Parallel.forEach(B, FusedCAMs(ws: ws, ch: ch, N: N, C: C))
         LastAxisMean.forward(ws.fineCAM, into: ws.finePrediction)
     }
 
@@ -101,4 +91,41 @@ extension WeakTr {
 
     /// Image side the model trains on (the position grid as is, spec §2.1.3 case 1).
     public var inputSide: Int { config.gridSide * config.patchSize }
+}
+
+extension WeakTr {
+    /// AAF's token pooling of every (image, block) attention output in the training forward.
+    private struct PoolAttentionOutputs: IndexKernel {
+        let ws: WeakTrTrainingWorkspace
+        let pooling: WeakTrPooling
+        let L: Int
+
+        func run(_ bl: Int) {
+            let b = bl / L, l = bl % L
+            AdaptiveAttentionFusion.pool(ws.caches[l].attentionOutput[b], pooling: pooling, into: ws.pooled[b][l])
+        }
+    }
+
+    /// The patch tokens of each image as the head's NCHW input, in the training forward.
+    private struct HeadInputs: IndexKernel {
+        let ws: WeakTrTrainingWorkspace
+        let L: Int, C: Int, P: Int, D: Int
+
+        func run(_ b: Int) {
+            transpose(ws.residuals[L][b].rows(C, P), into: ws.headInput[b].reshaped(Shape(D, P)))
+        }
+    }
+
+    /// Each image's fused attention map, fused CAM and fine CAM, in the training forward.
+    private struct FusedCAMs: IndexKernel {
+        let ws: WeakTrTrainingWorkspace
+        let ch: Int, N: Int, C: Int
+
+        func run(_ b: Int) {
+            let w = ws.fusionWeights.data + b * ch
+            CAMFusion.fuse(weights: w, channels: ch, count: N * N, map: { ws.attentionMap(image: b, channel: $0) },
+                                      into: ws.fused[b].data)
+            CAMFusion.forward(fused: ws.fused[b], keyOffset: C, logits: ws.logits[b], cams: ws.cams[b], fine: ws.fineCAM[b])
+        }
+    }
 }

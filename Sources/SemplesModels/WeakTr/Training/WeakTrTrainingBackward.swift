@@ -32,13 +32,7 @@ extension WeakTr {
         // Fine term → AAF only (spec §3.4): dfine[k, i] = dpred[k]/P; dM on the patch block and on
         // the class→patch block (through cross); the ReLU(head) factor and the maps are constants.
         LastAxisMean.backward(ws.fineGradient, dx: ws.fineMapGradient)
-        Parallel.forEach(B) { b in
-            ws.fusedGradient[b].zero()
-            CAMFusion.backward(ws.fineMapGradient[b], fused: ws.fused[b], keyOffset: C, logits: ws.logits[b],
-                               cams: ws.cams[b], dCams: ws.camGradient[b], dFused: ws.fusedGradient[b], dLogits: nil)
-            CAMFusion.weightGradients(ws.fusedGradient[b].data, channels: ch, count: N * N, map: { ws.attentionMap(image: b, channel: $0) },
-                                      into: ws.weightGradient.data + b * ch)
-        }
+        Parallel.forEach(B, FusionWeightGradients(ws: ws, ch: ch, N: N, C: C))
         // Sigmoid, attn_head_ffn, attn_feat_ffn (inputs detached: no gradient into the features).
         fusion.backward(ws.weightGradient, cache: ws.fusion, scratch: ws.fusionScratch)
 
@@ -48,10 +42,7 @@ extension WeakTr {
         ws.headInputGradient.zero()
         head.backward(ws.logitGradient.reshaped(Shape(B, C, c.gridSide, c.gridSide)), x: ws.headInput,
                       columns: ws.headColumns, columnGradient: ws.headColumnGradient, dx: ws.headInputGradient)
-        Parallel.forEachWithoutBLAS(B) { b in
-            LastAxisMean.backward(ws.classTokenGradient[b], dx: g0[b].rows(0, C))
-            transpose(ws.headInputGradient[b].reshaped(Shape(D, P)), into: g0[b].rows(C, P))
-        }
+        Parallel.forEachWithoutBLAS(B, TokenGradients(ws: ws, g0: g0, C: C, P: P, D: D))
 
         // Blocks in reverse.
         var current = 0
@@ -73,5 +64,34 @@ extension WeakTr {
         for b in 0..<B { (dpt + b * P * D).update(from: g + (b * N + C) * D, count: P * D) }
         patchEmbed.backwardTokens(ws.patchTokenGradient, x: ws.images, columns: ws.patchColumns,
                                   columnGradient: nil, dx: nil)
+    }
+}
+
+extension WeakTr {
+    /// The fine term's way back to each image's AAF weights, in the training backward.
+    private struct FusionWeightGradients: IndexKernel {
+        let ws: WeakTrTrainingWorkspace
+        let ch: Int, N: Int, C: Int
+
+        func run(_ b: Int) {
+            ws.fusedGradient[b].zero()
+            CAMFusion.backward(ws.fineMapGradient[b], fused: ws.fused[b], keyOffset: C, logits: ws.logits[b],
+                               cams: ws.cams[b], dCams: ws.camGradient[b], dFused: ws.fusedGradient[b], dLogits: nil)
+            CAMFusion.weightGradients(ws.fusedGradient[b].data, channels: ch, count: N * N, map: { ws.attentionMap(image: b, channel: $0) },
+                                      into: ws.weightGradient.data + b * ch)
+        }
+    }
+
+    /// Each image's class-token and patch-token gradients into the last block's output, in the
+    /// training backward.
+    private struct TokenGradients: IndexKernel {
+        let ws: WeakTrTrainingWorkspace
+        let g0: TensorView
+        let C: Int, P: Int, D: Int
+
+        func run(_ b: Int) {
+            LastAxisMean.backward(ws.classTokenGradient[b], dx: g0[b].rows(0, C))
+            transpose(ws.headInputGradient[b].reshaped(Shape(D, P)), into: g0[b].rows(C, P))
+        }
     }
 }
