@@ -172,4 +172,78 @@ final class KernelVariantTests: XCTestCase {
             }
         }
     }
+
+    /// Bias gradients (column sums) and LayerNorm's parameter gradients over column counts that
+    /// leave partial 32-, 16- and 8-column blocks, at 1 and 2 workers, in each variant. Bound: a sum
+    /// of n float32 terms is off by at most n·2⁻²⁴·Σ|terms| (plus the product's rounding).
+    func testColumnReductionsInEachVariant() {
+        var g = SeededGenerator(seed: 43)
+        let saved = Parallel.threads
+        defer { Parallel.threads = saved }
+        for c in [7, 37, 70, 131] {
+            let n = 29
+            let dy = Tensor([n, c]), x = Tensor([n, c]), mean = Tensor([n]), rstd = Tensor([n])
+            for i in 0..<dy.count { dy.data[i] = g.nextNormal(); x.data[i] = 2 * g.nextNormal() + 0.5 }
+            for i in 0..<n { mean.data[i] = g.nextNormal() * 0.1; rstd.data[i] = 0.5 + abs(g.nextNormal()) }
+            eachVariant { v in
+                for threads in [1, 2] {
+                    Parallel.threads = threads
+                    let sums = Tensor([c])
+                    for j in 0..<c { sums.data[j] = Float(j) * 0.01 }
+                    sumRows(dy.view, into: sums.view)
+                    let store = ParameterStore()
+                    let norm = LayerNorm(store, "n", channels: c, eps: 1e-6)
+                    store.materialise()
+                    for j in 0..<c { norm.weight.value.data[j] = 1; norm.weight.grad!.data[j] = 0.25; norm.bias.grad!.data[j] = -0.5 }
+                    norm.backward(dy.view, x: x.view, mean: mean.view, rstd: rstd.view, dx: nil)
+                    for j in 0..<c {
+                        var s = 0.0, sw = 0.0, sa = 0.0, swa = 0.0
+                        for i in 0..<n {
+                            let d = Double(dy.data[i * c + j])
+                            let xh = (Double(x.data[i * c + j]) - Double(mean.data[i])) * Double(rstd.data[i])
+                            s += d; sa += abs(d); sw += d * xh; swa += abs(d * xh)
+                        }
+                        let bound = Double(n + 2) * 6e-8
+                        XCTAssertEqual(Double(sums.data[j]), Double(j) * 0.01 + s, accuracy: bound * (sa + 1),
+                                       "\(v) threads \(threads) c \(c): column \(j) sum")
+                        XCTAssertEqual(Double(norm.bias.grad!.data[j]), -0.5 + s, accuracy: bound * (sa + 1),
+                                       "\(v) threads \(threads) c \(c): bias gradient \(j)")
+                        XCTAssertEqual(Double(norm.weight.grad!.data[j]), 0.25 + sw, accuracy: (bound + 2.4e-7) * (swa + 1),
+                                       "\(v) threads \(threads) c \(c): weight gradient \(j)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Linear with the bias (and a residual) laid into y before the GEMM accumulates: against
+    /// float64, with and without bias; bound k·2⁻²⁴·Σ|terms| for a k-term float32 dot product.
+    func testLinearForwardWithBiasAndResidual() {
+        var g = SeededGenerator(seed: 44)
+        let n = 9, inF = 13, outF = 11
+        for hasBias in [true, false] {
+            let store = ParameterStore()
+            let layer = Linear(store, "l", inFeatures: inF, outFeatures: outF, bias: hasBias)
+            store.materialise()
+            for p in store.parameters { for i in 0..<p.count { p.value.data[i] = g.nextNormal() } }
+            let x = Tensor([n, inF]), residual = Tensor([n, outF]), y = Tensor([n, outF]), y2 = Tensor([n, outF])
+            for i in 0..<x.count { x.data[i] = g.nextNormal() }
+            for i in 0..<residual.count { residual.data[i] = g.nextNormal(); y.data[i] = .nan; y2.data[i] = .nan }
+            layer.forward(x.view, into: y.view)
+            layer.forward(x.view, addingTo: residual.view, into: y2.view)
+            for i in 0..<n {
+                for o in 0..<outF {
+                    var s = hasBias ? Double(layer.bias!.value.data[o]) : 0, a = abs(s)
+                    for k in 0..<inF {
+                        let t = Double(x.data[i * inF + k]) * Double(layer.weight.value.data[o * inF + k])
+                        s += t; a += abs(t)
+                    }
+                    let bound = Double(inF + 2) * 6e-8 * (a + abs(Double(residual.data[i * outF + o])))
+                    XCTAssertEqual(Double(y.data[i * outF + o]), s, accuracy: bound, "bias \(hasBias) y[\(i), \(o)]")
+                    XCTAssertEqual(Double(y2.data[i * outF + o]), s + Double(residual.data[i * outF + o]), accuracy: bound,
+                                   "bias \(hasBias) residual y[\(i), \(o)]")
+                }
+            }
+        }
+    }
 }

@@ -23,22 +23,14 @@ public enum Activation: Sendable, Equatable {
     /// x: [...] → y: [...] (same count). Overwrites y; y may alias x.
     public func forward(_ x: TensorView, into y: TensorView) {
         precondition(x.count == y.count, "activation \(x.shape) → \(y.shape)")
-        let xp = x.data, yp = y.data
-        let kind = kernelKind
-        Parallel.forRanges(x.count) { r in
-            semples_activation_forward(kind, xp + r.lowerBound, nil, yp + r.lowerBound, 1, r.count, 0)
-        }
+        Parallel.forRanges(x.count, ForwardSpan(kind: kernelKind, xp: x.data, yp: y.data))
     }
 
     /// Accumulates dx += dy ⊙ f′(x) (or overwrites dx when accumulate is false). x is the input of forward.
     public func backward(_ dy: TensorView, x: TensorView, dx: TensorView, accumulate: Bool = true) {
         precondition(dy.count == x.count && dx.count == x.count, "activation backward \(dy.shape), \(x.shape), \(dx.shape)")
-        let dyp = dy.data, xp = x.data, dxp = dx.data
-        let kind = kernelKind
-        Parallel.forRanges(x.count) { r in
-            let o = r.lowerBound
-            semples_activation_backward(kind, dyp + o, xp + o, dxp + o, r.count, accumulate ? 1 : 0)
-        }
+        Parallel.forRanges(x.count, BackwardSpan(kind: kernelKind, dyp: dy.data, xp: x.data, dxp: dx.data,
+                                                 accumulate: accumulate ? 1 : 0))
     }
 
     /// Fused bias + activation over rows: pre[i, j] += bias[j] (in place), out = f(pre).
@@ -48,12 +40,8 @@ public enum Activation: Sendable, Equatable {
         let n = pre.count / max(c, 1)
         precondition(out.count == pre.count && (bias == nil || bias!.count == c),
                      "fused bias activation \(pre.shape), bias \(bias?.shape.description ?? "nil"), out \(out.shape)")
-        let pp = pre.data, op = out.data, bp = bias.map { UnsafePointer($0.data) }
-        let kind = kernelKind
-        Parallel.forRanges(n, grain: max(1, 16_384 / max(c, 1))) { rows in
-            let o = rows.lowerBound * c
-            semples_activation_forward(kind, pp + o, bp, op + o, rows.count, c, 1)
-        }
+        Parallel.forRanges(n, grain: max(1, 16_384 / max(c, 1)),
+                           BiasRows(kind: kernelKind, pp: pre.data, bp: bias?.data, op: out.data, c: c))
     }
 
     /// f(v) per lane, in Swift (the C kernels compute the same polynomials); for scalar callers and tests.
@@ -81,11 +69,7 @@ public enum Softmax {
         let c = x.shape[x.shape.rank - 1]
         let rows = x.count / max(c, 1)
         precondition(p.count == x.count, "softmax \(x.shape) → \(p.shape)")
-        let xp = x.data, pp = p.data
-        Parallel.forRanges(rows, grain: max(1, 16_384 / max(c, 1))) { r in
-            if xp != pp { (pp + r.lowerBound * c).update(from: xp + r.lowerBound * c, count: r.count * c) }
-            semples_softmax_rows(pp + r.lowerBound * c, r.count, c, c, 0, 0)
-        }
+        Parallel.forRanges(rows, grain: max(1, 16_384 / max(c, 1)), ForwardRows(xp: x.data, pp: p.data, c: c))
     }
 
     /// Unnormalised softmax of each row of s: [R, C], in place: s ← exp(s − rowmax) and
@@ -95,10 +79,8 @@ public enum Softmax {
         let c = s.shape[s.shape.rank - 1]
         let rows = s.count / max(c, 1)
         precondition(inverseSums.count == rows, "exponentiate \(s.shape): inverse sums \(inverseSums.shape)")
-        let sp = s.data, ip = inverseSums.data
-        Parallel.forRanges(rows, grain: max(1, 16_384 / max(c, 1))) { r in
-            for i in r { ip[i] = semples_exponentiate_row(sp + i * c, sp + i * c, c) }
-        }
+        Parallel.forRanges(rows, grain: max(1, 16_384 / max(c, 1)),
+                           ExponentiateRows(sp: s.data, ip: inverseSums.data, c: c))
     }
 
     /// Softmax of one row of length c (p may alias x).
@@ -120,11 +102,8 @@ public enum Softmax {
         let c = p.shape[p.shape.rank - 1]
         let rows = p.count / max(c, 1)
         precondition(dp.count == p.count && dx.count == p.count, "softmax backward shapes")
-        let dpp = dp.data, pp = p.data, dxp = dx.data
-        Parallel.forRanges(rows, grain: max(1, 16_384 / max(c, 1))) { r in
-            let o = r.lowerBound * c
-            semples_softmax_rows_backward(dpp + o, pp + o, dxp + o, r.count, c, c, 1, accumulate ? 1 : 0)
-        }
+        Parallel.forRanges(rows, grain: max(1, 16_384 / max(c, 1)),
+                           BackwardRows(dpp: dp.data, pp: p.data, dxp: dx.data, c: c, accumulate: accumulate ? 1 : 0))
     }
 
     /// Rows of length c, leading dimension ld: dx = scale · p ⊙ (dp − Σ dp⊙p) (+ dx when accumulating).
@@ -132,5 +111,61 @@ public enum Softmax {
     static func rowsBackward(_ dp: UnsafePointer<Float>, _ p: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                              rows: Int, columns c: Int, leadingDimension ld: Int, scale: Float, accumulate: Bool) {
         semples_softmax_rows_backward(dp, p, dx, rows, c, ld, scale, accumulate ? 1 : 0)
+    }
+}
+
+// The parallel loops' bodies as kernels (no heap allocation per run; see `RangeKernel`).
+
+extension Activation {
+    private struct ForwardSpan: RangeKernel {
+        let kind: Int32, xp: UnsafeMutablePointer<Float>, yp: UnsafeMutablePointer<Float>
+        func run(_ r: Range<Int>) {
+            semples_activation_forward(kind, xp + r.lowerBound, nil, yp + r.lowerBound, 1, r.count, 0)
+        }
+    }
+
+    private struct BackwardSpan: RangeKernel {
+        let kind: Int32, dyp: UnsafeMutablePointer<Float>, xp: UnsafeMutablePointer<Float>
+        let dxp: UnsafeMutablePointer<Float>, accumulate: Int32
+        func run(_ r: Range<Int>) {
+            let o = r.lowerBound
+            semples_activation_backward(kind, dyp + o, xp + o, dxp + o, r.count, accumulate)
+        }
+    }
+
+    private struct BiasRows: RangeKernel {
+        let kind: Int32, pp: UnsafeMutablePointer<Float>, bp: UnsafeMutablePointer<Float>?
+        let op: UnsafeMutablePointer<Float>, c: Int
+        func run(_ rows: Range<Int>) {
+            let o = rows.lowerBound * c
+            semples_activation_forward(kind, pp + o, bp, op + o, rows.count, c, 1)
+        }
+    }
+}
+
+extension Softmax {
+    private struct ForwardRows: RangeKernel {
+        let xp: UnsafeMutablePointer<Float>, pp: UnsafeMutablePointer<Float>, c: Int
+        func run(_ r: Range<Int>) {
+            let o = r.lowerBound * c
+            if xp != pp { (pp + o).update(from: xp + o, count: r.count * c) }
+            semples_softmax_rows(pp + o, r.count, c, c, 0, 0)
+        }
+    }
+
+    private struct ExponentiateRows: RangeKernel {
+        let sp: UnsafeMutablePointer<Float>, ip: UnsafeMutablePointer<Float>, c: Int
+        func run(_ r: Range<Int>) {
+            for i in r { ip[i] = semples_exponentiate_row(sp + i * c, sp + i * c, c) }
+        }
+    }
+
+    private struct BackwardRows: RangeKernel {
+        let dpp: UnsafeMutablePointer<Float>, pp: UnsafeMutablePointer<Float>, dxp: UnsafeMutablePointer<Float>
+        let c: Int, accumulate: Int32
+        func run(_ r: Range<Int>) {
+            let o = r.lowerBound * c
+            semples_softmax_rows_backward(dpp + o, pp + o, dxp + o, r.count, c, c, 1, accumulate)
+        }
     }
 }

@@ -65,20 +65,9 @@ public struct MultiHeadAttention: Sendable {
                      && cache.probabilities.count == B * H * T * T && cache.context.count == B * T * D,
                      "attention forward: x \(x.shape), y \(y.shape), cache for \(cache.qkv.shape)")
         qkv.forward(x, into: cache.qkv)
-        let qkvp = cache.qkv.data, pp = cache.probabilities.data, cp = cache.context.data
-        let scale = 1 / Float(hd).squareRoot()
-        let causal = self.causal
-        Parallel.forEach(B * H) { bh in
-            let b = bh / H, h = bh % H
-            let q = qkvp + b * T * 3 * D + h * hd
-            let k = q + D, v = q + 2 * D
-            let p = pp + bh * T * T
-            BLAS.gemm(transB: true, m: T, n: T, k: hd, alpha: scale, a: q, lda: 3 * D, b: k, ldb: 3 * D,
-                      beta: 0, c: p, ldc: T)
-            Softmax.rows(p, rows: T, columns: T, leadingDimension: T, causal: causal)
-            BLAS.gemm(m: T, n: hd, k: T, a: p, lda: T, b: v, ldb: 3 * D, beta: 0,
-                      c: cp + b * T * D + h * hd, ldc: D)
-        }
+        Parallel.forEach(B * H, ForwardHeads(qkvp: cache.qkv.data, pp: cache.probabilities.data,
+                                             cp: cache.context.data, T: T, D: D, H: H, hd: hd,
+                                             scale: 1 / Float(hd).squareRoot(), causal: causal))
         projection.forward(cache.context, into: y)
     }
 
@@ -92,11 +81,41 @@ public struct MultiHeadAttention: Sendable {
                      "attention backward: dy \(dy.shape), x \(x.shape)")
         projection.backward(dy, x: cache.context, dx: scratch.contextGradient, accumulate: false,
                             parameterGradients: parameterGradients)
-        let qkvp = cache.qkv.data, pp = cache.probabilities.data
-        let dqkvp = scratch.qkvGradient.data, dcp = scratch.contextGradient.data
-        let dpp = scratch.probabilityGradient.data
-        let scale = 1 / Float(hd).squareRoot()
-        Parallel.forEach(B * H) { bh in
+        Parallel.forEach(B * H, BackwardHeads(qkvp: cache.qkv.data, pp: cache.probabilities.data,
+                                              dqkvp: scratch.qkvGradient.data, dcp: scratch.contextGradient.data,
+                                              dpp: scratch.probabilityGradient.data, T: T, D: D, H: H, hd: hd,
+                                              scale: 1 / Float(hd).squareRoot()))
+        qkv.backward(scratch.qkvGradient, x: x, dx: dx, accumulate: accumulate, parameterGradients: parameterGradients)
+    }
+
+    /// One (batch, head) of the forward: S = scale·Q·Kᵀ, P = softmax(S) (causal: masked above the
+    /// diagonal), context = P·V. A kernel, so that a run allocates nothing (see `IndexKernel`).
+    private struct ForwardHeads: IndexKernel {
+        let qkvp: UnsafeMutablePointer<Float>, pp: UnsafeMutablePointer<Float>, cp: UnsafeMutablePointer<Float>
+        let T: Int, D: Int, H: Int, hd: Int
+        let scale: Float, causal: Bool
+
+        func run(_ bh: Int) {
+            let b = bh / H, h = bh % H
+            let q = qkvp + b * T * 3 * D + h * hd
+            let k = q + D, v = q + 2 * D
+            let p = pp + bh * T * T
+            BLAS.gemm(transB: true, m: T, n: T, k: hd, alpha: scale, a: q, lda: 3 * D, b: k, ldb: 3 * D,
+                      beta: 0, c: p, ldc: T)
+            Softmax.rows(p, rows: T, columns: T, leadingDimension: T, causal: causal)
+            BLAS.gemm(m: T, n: hd, k: T, a: p, lda: T, b: v, ldb: 3 * D, beta: 0,
+                      c: cp + b * T * D + h * hd, ldc: D)
+        }
+    }
+
+    /// One (batch, head) of the backward.
+    private struct BackwardHeads: IndexKernel {
+        let qkvp: UnsafeMutablePointer<Float>, pp: UnsafeMutablePointer<Float>
+        let dqkvp: UnsafeMutablePointer<Float>, dcp: UnsafeMutablePointer<Float>, dpp: UnsafeMutablePointer<Float>
+        let T: Int, D: Int, H: Int, hd: Int
+        let scale: Float
+
+        func run(_ bh: Int) {
             let b = bh / H, h = bh % H
             let off = b * T * 3 * D + h * hd
             let q = qkvp + off, k = q + D, v = q + 2 * D
@@ -112,6 +131,5 @@ public struct MultiHeadAttention: Sendable {
             BLAS.gemm(m: T, n: hd, k: T, a: dp, lda: T, b: k, ldb: 3 * D, beta: 0, c: dq, ldc: 3 * D)
             BLAS.gemm(transA: true, m: T, n: hd, k: T, a: dp, lda: T, b: q, ldb: 3 * D, beta: 0, c: dk, ldc: 3 * D)
         }
-        qkv.backward(scratch.qkvGradient, x: x, dx: dx, accumulate: accumulate, parameterGradients: parameterGradients)
     }
 }

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Layer normalisation over the last axis, as torch.nn.LayerNorm(C, eps).
 public struct LayerNorm: Sendable {
     public let weight: Parameter  // [C]
@@ -52,7 +54,7 @@ public struct LayerNorm: Sendable {
         guard parameterGradients else { return }
         let gw = weight.activeGrad, gb = bias.activeGrad
         if gw == nil && gb == nil { return }
-        forEachColumnLanes(c, ParameterGradientColumns(dyp: dyp, xp: xp, mp: mp, rp: rp, gw: gw, gb: gb, n: n, c: c))
+        forEachColumnBlock(c, ParameterGradientColumns(dyp: dyp, xp: xp, mp: mp, rp: rp, gw: gw?.data, gb: gb?.data, n: n, c: c))
     }
 }
 
@@ -118,22 +120,16 @@ extension LayerNorm {
         }
     }
 
-    /// The weight and bias gradients of `backward`, by column groups.
-    private struct ParameterGradientColumns: ColumnLanesKernel {
+    /// The weight and bias gradients of `backward`, by column blocks (a C kernel: 16 columns per
+    /// sweep down the rows, each row read as whole cache lines).
+    private struct ParameterGradientColumns: ColumnBlockKernel {
         let dyp: UnsafeMutablePointer<Float>, xp: UnsafeMutablePointer<Float>
         let mp: UnsafeMutablePointer<Float>, rp: UnsafeMutablePointer<Float>
-        let gw: TensorView?, gb: TensorView?
+        let gw: UnsafeMutablePointer<Float>?, gb: UnsafeMutablePointer<Float>?
         let n: Int, c: Int
 
-        func run(_ j: Int, lanes: Int) {
-            var aw = Float8(repeating: 0), ab = Float8(repeating: 0)
-            for i in 0..<n {
-                let g = loadPartial(dyp + i * c + j, lanes)
-                aw += g * ((loadPartial(xp + i * c + j, lanes) - mp[i]) * rp[i])
-                ab += g
-            }
-            if let gw = gw { storePartial(aw + loadPartial(gw.data + j, lanes), gw.data + j, lanes) }
-            if let gb = gb { storePartial(ab + loadPartial(gb.data + j, lanes), gb.data + j, lanes) }
+        func run(columns: Range<Int>) {
+            semples_layernorm_parameter_gradients(dyp, xp, mp, rp, n, c, gw, gb, columns.lowerBound, columns.upperBound)
         }
     }
 }

@@ -1,3 +1,5 @@
+import CKernels
+
 /// y = x·Wᵀ + b, as torch.nn.Linear. Weight keeps PyTorch's [out, in] layout.
 public struct Linear: Sendable {
     public let weight: Parameter  // [out, in]
@@ -20,10 +22,36 @@ public struct Linear: Sendable {
                   bias: bias ? store.declare(name + ".bias", [outFeatures]) : nil)
     }
 
-    /// x: [N, in] → y: [N, out]. Overwrites y.
+    /// x: [N, in] → y: [N, out]. Overwrites y. With a bias, y's rows start as the bias and the
+    /// GEMM accumulates onto them (one pass over y instead of a clearing pass and a bias pass).
     public func forward(_ x: TensorView, into y: TensorView) {
-        forwardWithoutBias(x, into: y)
-        if let b = bias { addRowVector(b.value, to: y) }
+        guard let b = bias else { return forwardWithoutBias(x, into: y) }
+        precondition(y.count % max(outFeatures, 1) == 0, "Linear \(weight.shape): y \(y.shape)")
+        let n = y.count / max(outFeatures, 1)
+        Parallel.forRanges(n, grain: max(1, 16_384 / max(outFeatures, 1)),
+                           FillRows(yp: y.data, vp: b.value.data, residual: nil, c: outFeatures))
+        accumulate(x, into: y)
+    }
+
+    /// y = residual + x·Wᵀ + b in one pass over y before the GEMM (y must not alias x; it may
+    /// alias residual). For a residual connection after the layer.
+    public func forward(_ x: TensorView, addingTo residual: TensorView, into y: TensorView) {
+        precondition(residual.count == y.count && y.count % max(outFeatures, 1) == 0,
+                     "Linear \(weight.shape): residual \(residual.shape), y \(y.shape)")
+        let n = y.count / max(outFeatures, 1)
+        Parallel.forRanges(n, grain: max(1, 16_384 / max(outFeatures, 1)),
+                           FillRows(yp: y.data, vp: bias?.value.data, residual: residual.data, c: outFeatures))
+        accumulate(x, into: y)
+    }
+
+    /// y += x·Wᵀ.
+    func accumulate(_ x: TensorView, into y: TensorView) {
+        let n = x.count / inFeatures
+        precondition(x.count == n * inFeatures && y.count == n * outFeatures,
+                     "Linear \(weight.shape): x \(x.shape), y \(y.shape)")
+        BLAS.gemm(transB: true, m: n, n: outFeatures, k: inFeatures,
+                  a: x.data, lda: inFeatures, b: weight.value.data, ldb: inFeatures,
+                  beta: 1, c: y.data, ldc: outFeatures)
     }
 
     /// y = x·Wᵀ only; the caller adds the bias (fused with an activation, see Activation.forwardAddingBias).
@@ -79,56 +107,62 @@ private struct AddRowVector: RangeKernel {
     }
 }
 
-/// g[j] += Σ_i dy[i, j]. dy: [N, C], g: [C].
+/// The rows of `Linear.forward`: y[i, :] = residual[i, :] (or 0) + v (when given).
+private struct FillRows: RangeKernel {
+    let yp: UnsafeMutablePointer<Float>, vp: UnsafeMutablePointer<Float>?, residual: UnsafeMutablePointer<Float>?
+    let c: Int
+
+    func run(_ rows: Range<Int>) {
+        for i in rows {
+            let row = yp + i * c
+            switch (residual, vp) {
+            case let (r?, v?):
+                let rr = r + i * c
+                map8(c) { j, lanes in storePartial(loadPartial(rr + j, lanes) + loadPartial(v + j, lanes), row + j, lanes) }
+            case let (r?, nil):
+                if r != yp { row.update(from: r + i * c, count: c) }
+            case let (nil, v?):
+                row.update(from: v, count: c)
+            case (nil, nil):
+                row.update(repeating: 0, count: c)
+            }
+        }
+    }
+}
+
+/// g[j] += Σ_i dy[i, j]. dy: [N, C], g: [C]. Rows are added in order for each column (the
+/// C kernel sweeps 32 columns down the rows at a time, reading whole cache lines).
 public func sumRows(_ dy: TensorView, into g: TensorView) {
     let c = g.count
     let n = dy.count / max(c, 1)
     precondition(n * c == dy.count, "sumRows \(dy.shape) into \(g.shape)")
-    forEachColumnLanes(c, SumRows(dp: dy.data, gp: g.data, n: n, c: c))
+    forEachColumnBlock(c, SumRows(dp: dy.data, gp: g.data, n: n, c: c))
 }
 
-/// The column groups of `sumRows`.
-private struct SumRows: ColumnLanesKernel {
+/// The column blocks of `sumRows`.
+private struct SumRows: ColumnBlockKernel {
     let dp: UnsafeMutablePointer<Float>, gp: UnsafeMutablePointer<Float>
     let n: Int, c: Int
 
-    func run(_ j: Int, lanes: Int) {
-        var acc = Float8(repeating: 0)
-        for i in 0..<n { acc += loadPartial(dp + i * c + j, lanes) }
-        storePartial(acc + loadPartial(gp + j, lanes), gp + j, lanes)
+    func run(columns: Range<Int>) {
+        semples_column_sums(dp, n, c, gp, columns.lowerBound, columns.upperBound)
     }
 }
 
-/// Runs body(j, lanes) for the 8-lane column groups j, j + 8, … of 0..<c (lanes < 8 only for the
-/// last), in 64-column blocks spread over the workers: for column reductions over all rows, where
-/// each worker owns its columns and so never races. The body must not call BLAS.
-func forEachColumnLanes(_ c: Int, _ body: (Int, Int) -> Void) {
-    let blocks = (c + 63) / 64
-    Parallel.forEachWithoutBLAS(blocks) { blk in
-        let hi = min(c, blk * 64 + 64)
-        for j in stride(from: blk * 64, to: hi, by: 8) { body(j, min(8, hi - j)) }
-    }
+/// A column reduction's body for one block of columns (see `forEachColumnBlock`).
+protocol ColumnBlockKernel {
+    func run(columns: Range<Int>)
 }
 
-/// The body of the kernel form of `forEachColumnLanes`: one 8-lane column group.
-protocol ColumnLanesKernel {
-    /// Columns j ..< j + lanes (lanes < 8 only for the last group).
-    func run(_ j: Int, lanes: Int)
+/// Runs body on the 64-column blocks of 0..<c, spread over the workers: for column reductions
+/// over all rows, where each worker owns its columns and so never races. No heap allocation.
+func forEachColumnBlock(_ c: Int, _ body: some ColumnBlockKernel) {
+    Parallel.forEachWithoutBLAS((c + 63) / 64, ColumnBlockRuns(c: c, body: body))
 }
 
-/// `forEachColumnLanes` with a kernel: the same 64-column blocks over the workers, and no heap
-/// allocation at any thread count (see `RangeKernel`).
-func forEachColumnLanes(_ c: Int, _ body: some ColumnLanesKernel) {
-    Parallel.forEachWithoutBLAS((c + 63) / 64, ColumnBlocks(c: c, body: body))
-}
-
-/// The 64-column blocks of `forEachColumnLanes`, one per index.
-private struct ColumnBlocks<Body: ColumnLanesKernel>: IndexKernel {
+private struct ColumnBlockRuns<Body: ColumnBlockKernel>: IndexKernel {
     let c: Int
     let body: Body
 
-    func run(_ blk: Int) {
-        let hi = min(c, blk * 64 + 64)
-        for j in stride(from: blk * 64, to: hi, by: 8) { body.run(j, lanes: min(8, hi - j)) }
-    }
+    func run(_ blk: Int) { body.run(columns: blk * 64 ..< min(c, blk * 64 + 64)) }
 }

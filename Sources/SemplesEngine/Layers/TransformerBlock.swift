@@ -130,10 +130,15 @@ public struct TransformerBlock: Sendable {
         DropPath.addScaled(cache.attentionOutput, scales: cache.attentionScales, to: x, into: cache.residual)
         norm2.forward(cache.residual.reshaped(flat), into: cache.norm2Output.reshaped(flat),
                       mean: cache.mean2, rstd: cache.rstd2)
-        fc1.forwardWithoutBias(cache.norm2Output, into: cache.hiddenPre)
-        configuration.activation.forwardAddingBias(cache.hiddenPre, bias: fc1.bias?.value, into: cache.hidden)
-        fc2.forward(cache.hidden, into: y)
-        DropPath.addScaled(y, scales: cache.mlpScales, to: cache.residual, into: y)
+        fc1.forward(cache.norm2Output, into: cache.hiddenPre)
+        configuration.activation.forward(cache.hiddenPre, into: cache.hidden)
+        if DropPath.allOnes(cache.mlpScales) {
+            // y = h + fc2(·): the residual and bias are laid into y and the GEMM adds onto them.
+            fc2.forward(cache.hidden, addingTo: cache.residual, into: y)
+        } else {
+            fc2.forward(cache.hidden, into: y)
+            DropPath.addScaled(y, scales: cache.mlpScales, to: cache.residual, into: y)
+        }
     }
 
     /// dy: [B, T, D]; x: the forward input. dx (+)= ∂L/∂x (nil: skip); parameter gradients accumulate
