@@ -59,6 +59,11 @@ for core in $cores; do
             OPENBLAS_CORETYPE="$core" SEMPLES_GEMM_THREADING=library OPENBLAS_NUM_THREADS=2 SEMPLES_THREADS="$engine"
     done
 done
+# The element-wise kernels compiled for the x86-64 baseline (what a CPU without AVX2/FMA runs;
+# the default above is the AVX2+FMA variant where the CPU has it).
+for engine in $threads; do
+    run_case "baseline x86-64 element-wise kernels, engine $engine" SEMPLES_SIMD=generic SEMPLES_THREADS="$engine"
+done
 # The oneDNN backend, where libdnnl.so.2 is installed.
 if ldconfig -p 2>/dev/null | grep -q 'libdnnl.so.2 '; then
     for engine in $threads; do
