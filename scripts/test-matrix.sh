@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The numeric test targets under several OpenBLAS kernels and thread counts (make test-matrix).
 # One line per combination: kernel asked for / kernel used, who threads the GEMMs (the engine's
-# panels, or OpenBLAS itself), engine threads, then the same on the oneDNN backend, and the
+# panels, or OpenBLAS itself), engine threads, then the element-wise kernels for the x86-64
+# baseline (SEMPLES_SIMD=generic) and the oneDNN backend, and the
 # pass/fail count. A kernel this CPU cannot run (an AVX-512 kernel without AVX-512) is reported
 # as not available and skipped. Not part of `make test`: 16 runs of the numeric suites take a while.
 #
