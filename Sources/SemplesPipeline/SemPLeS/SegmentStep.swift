@@ -29,7 +29,8 @@ func pairLoss(_ kind: SimilarityLoss.Kind, similarity s: Float, pairs P: Int, we
     var value = s, derivative: Float = 0
     let v = withUnsafeMutablePointer(to: &value) { sp in
         withUnsafeMutablePointer(to: &derivative) { dp in
-            SimilarityLoss.evaluate(kind, TensorView(sp, Shape(1)), gradient: TensorView(dp, Shape(1)), weight: weight / Float(P))
+            SimilarityLoss.evaluate(kind, TensorView(sp, Shape(1)), gradient: TensorView(dp, Shape(1)),
+                                    weight: weight / Float(P))
         }
     }
     loss += v / Float(P)
