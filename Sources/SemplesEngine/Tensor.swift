@@ -271,7 +271,13 @@ public final class Arena: @unchecked Sendable {
 
     /// Allocates and zero-fills.
     public func zeros(_ dims: [Int]) -> TensorView {
-        let v = allocate(dims)
+        zeros(Shape(dims))
+    }
+
+    /// Allocates and zero-fills (from another module, an array literal of dims is a heap array;
+    /// a `Shape` is not).
+    public func zeros(_ shape: Shape) -> TensorView {
+        let v = allocate(shape)
         v.zero()
         return v
     }
@@ -284,4 +290,19 @@ public final class Arena: @unchecked Sendable {
     }
 
     public func reset() { used = 0 }
+
+    /// Runs body with the position moved back to `mark`, then puts it back. Allocations made inside
+    /// return the views first allocated from that position when they are made in the same order
+    /// with the same shapes: a forward pass that lays out the same buffers for every block, one
+    /// block after another, can hand them to backward as a start and a stride rather than as an
+    /// array of views (an allocation per pass).
+    public func reallocating<T>(from mark: Int, _ body: () throws -> T) rethrows -> T {
+        precondition(mark >= 0 && mark <= used, "arena position \(mark) is past the current one (\(used))")
+        let current = used
+        used = mark
+        defer { used = current }
+        let value = try body()
+        precondition(used <= current, "reallocation past the arena's position (\(used) > \(current))")
+        return value
+    }
 }

@@ -80,14 +80,18 @@ final class AllocationCountTests: XCTestCase {
                         cu[i] = Float(r.upperBound)
                     }
                 }
-                XCTAssertTrue(kernel.0.toArray() == closure.0.toArray(), "forRanges values, \(workers) workers, grain \(grain)")
-                XCTAssertTrue(kernel.1.toArray() == closure.1.toArray(), "forRanges lower bounds, \(workers) workers, grain \(grain)")
-                XCTAssertTrue(kernel.2.toArray() == closure.2.toArray(), "forRanges upper bounds, \(workers) workers, grain \(grain)")
+                XCTAssertTrue(kernel.0.toArray() == closure.0.toArray(),
+                              "forRanges values, \(workers) workers, grain \(grain)")
+                XCTAssertTrue(kernel.1.toArray() == closure.1.toArray(),
+                              "forRanges lower bounds, \(workers) workers, grain \(grain)")
+                XCTAssertTrue(kernel.2.toArray() == closure.2.toArray(),
+                              "forRanges upper bounds, \(workers) workers, grain \(grain)")
                 if workers > 1 && grain == 1000 {
                     XCTAssertEqual(Set(kernel.1.toArray()).count, workers, "forRanges split into \(workers) ranges")
                 }
             }
-            let kernelEach = Tensor([n]), closureEach = Tensor([n]), kernelWithout = Tensor([n]), closureWithout = Tensor([n])
+            let kernelEach = Tensor([n]), closureEach = Tensor([n])
+            let kernelWithout = Tensor([n]), closureWithout = Tensor([n])
             Parallel.forEach(n, AffineIndices(source: sp, destination: kernelEach.data))
             let ce = closureEach.data, cw = closureWithout.data
             Parallel.forEach(n) { i in ce[i] = 2 * sp[i] + 1 }
@@ -96,6 +100,11 @@ final class AllocationCountTests: XCTestCase {
             XCTAssertTrue(kernelEach.toArray() == closureEach.toArray(), "forEach, \(workers) workers")
             XCTAssertTrue(kernelWithout.toArray() == closureWithout.toArray(), "forEachWithoutBLAS, \(workers) workers")
             XCTAssertEqual(kernelEach.data[n - 1], 2 * sp[n - 1] + 1)
+            // forEach's chunks: worker w gets count·w/workers ..< count·(w + 1)/workers.
+            let lower = Tensor([n])
+            Parallel.forEachWithoutBLAS(n, RecordChunks(lower: lower.data))
+            XCTAssertEqual(Set(lower.toArray()), Set((0..<workers).map { Float(n * $0 / workers) }),
+                           "forEach chunks, \(workers) workers")
         }
     }
 }
@@ -124,5 +133,17 @@ private struct RecordRanges: RangeKernel {
             lower[i] = Float(r.lowerBound)
             upper[i] = Float(r.upperBound)
         }
+    }
+}
+
+/// Records, for every index, where the chunk that ran it starts (through its own `invoke`, which
+/// the workers call with the chunk).
+private struct RecordChunks: IndexKernel {
+    let lower: UnsafeMutablePointer<Float>
+    func run(_ i: Int) {}
+
+    static func invoke(_ kernel: UnsafeRawPointer, _ indices: Range<Int>) {
+        let k = kernel.assumingMemoryBound(to: RecordChunks.self).pointee
+        for i in indices { k.lower[i] = Float(indices.lowerBound) }
     }
 }

@@ -94,6 +94,25 @@ final class ParameterAndOptimizerTests: XCTestCase {
         XCTAssertEqual(s1.toArray(), s2.toArray())
     }
 
+    /// Views made again from an earlier position are the views first made there, and the arena's
+    /// position is where it was afterwards (what CLIP's backward relies on for its block activations).
+    func testArenaReallocatingGivesTheSameViewsAndKeepsThePosition() {
+        let arena = Arena(capacity: 1024)
+        _ = arena.allocate(Shape(5))
+        let start = arena.mark
+        let first = (arena.allocate(Shape(3, 7)), arena.allocate(Shape(40)))
+        let middle = arena.mark
+        let second = (arena.allocate(Shape(3, 7)), arena.allocate(Shape(40)))
+        let end = arena.mark
+        let again = arena.reallocating(from: middle) { (arena.allocate(Shape(3, 7)), arena.allocate(Shape(40))) }
+        XCTAssertEqual(again.0.data, second.0.data)
+        XCTAssertEqual(again.1.data, second.1.data)
+        XCTAssertEqual(again.0.shape, Shape(3, 7))
+        XCTAssertEqual(arena.reallocating(from: start) { arena.allocate(Shape(3, 7)) }.data, first.0.data)
+        XCTAssertEqual(arena.mark, end)
+        XCTAssertEqual(arena.allocate(Shape(1)).data, second.1.data + 48, "allocation goes on after the last view")
+    }
+
     func testScheduleOffByOneAndWarmup() {
         let s = CosineSchedule(baseLearningRate: 1e-3, minimumLearningRate: 0, epochs: 60)
         XCTAssertEqual(s.learningRate(forEpoch: 0), 1e-3)

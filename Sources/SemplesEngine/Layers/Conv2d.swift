@@ -130,7 +130,8 @@ public struct Conv2d: Sendable {
         let L = Ho * Wo, K = columnWidth, k = kernel, s = stride, p = padding
         precondition(columns.count == B * L * K, "Conv2d columns \(columns.shape), need \([B * L, K])")
         let xp = x.data, cp = columns.data
-        Parallel.forEachWithoutBLAS(B * Ho, GatherRows(xp: xp, cp: cp, C: C, H: H, W: W, Ho: Ho, Wo: Wo, K: K, k: k, s: s, p: p))
+        Parallel.forEachWithoutBLAS(B * Ho, GatherRows(xp: xp, cp: cp, C: C, H: H, W: W, Ho: Ho, Wo: Wo,
+                                                       K: K, k: k, s: s, p: p))
         return (B, L)
     }
 
@@ -141,7 +142,8 @@ public struct Conv2d: Sendable {
         let K = columnWidth, k = kernel, s = stride, p = padding
         let dp = dx.data, cp = dcol.data
         // Parallel over (b, c) planes: each worker owns whole input planes, so no write races.
-        Parallel.forEachWithoutBLAS(B * C, ScatterPlanes(dp: dp, cp: cp, C: C, H: H, W: W, Ho: Ho, Wo: Wo, K: K, k: k, s: s, p: p))
+        Parallel.forEachWithoutBLAS(B * C, ScatterPlanes(dp: dp, cp: cp, C: C, H: H, W: W, Ho: Ho, Wo: Wo,
+                                                         K: K, k: k, s: s, p: p))
     }
 }
 

@@ -74,7 +74,7 @@ extension CLIPTextEncoder {
         precondition(promptsGradient.shape == Shape(C, L, W), "prompt gradient \(promptsGradient.shape)")
         let mark = arena.mark
         defer { arena.release(to: mark) }
-        let dx = arena.zeros([C, T, W])
+        let dx = arena.zeros(Shape(C, T, W))
         backward(dFeatures, pass: pass.text, embeddingsGradient: dx, arena: arena)
         for k in 0..<C {
             BLAS.axpy(count: L * W, alpha: 1, x: dx.data + (k * T + pass.offset) * W,

@@ -51,6 +51,22 @@ struct CLIPResidualBlock {
             hidden: arena.allocate(Shape(B, T, 4 * D)), activated: arena.allocate(Shape(B, T, 4 * D)))
     }
 
+    /// Where a forward pass laid out the kept activations of consecutive blocks in its arena:
+    /// block i's at `start + i·stride`, since every block makes the same buffers in the same
+    /// order. Backward makes their views again from there, so a pass keeps no array of them.
+    struct ActivationLayout {
+        let arena: Arena
+        let start: Int
+        let stride: Int
+        let batch: Int
+        let tokens: Int
+
+        /// The activations block i of the pass kept (`block` is that block).
+        func activations(_ i: Int, of block: CLIPResidualBlock) -> Activations {
+            arena.reallocating(from: start + i * stride) { block.makeActivations(arena, batch: batch, tokens: tokens) }
+        }
+    }
+
     /// x: [B, T, D] updated in place (the residual stream). The block's input is copied into
     /// `saved.input` for backward.
     func forward(_ x: TensorView, saved a: Activations, scratch: TensorView) {

@@ -37,7 +37,7 @@ public struct CLIPImageEncoder {
         let embedded: TensorView    // [B, T, W] tokens + positions, before ln_pre
         let preMean, preRstd: TensorView
         let stream: TensorView      // [B, T, W] residual stream (the final block output at the end)
-        let blocks: [CLIPResidualBlock.Activations]  // all blocks but the last
+        let blocks: CLIPResidualBlock.ActivationLayout?  // all blocks but the last (nil: not kept)
         let last: CLIPResidualBlock.ClassTokenActivations?
         let classTokens: TensorView // [B, W] the encoder output at token 0
         let postNormed: TensorView  // [B, W]
@@ -86,14 +86,20 @@ public struct CLIPImageEncoder {
         let preMean = arena.allocate(Shape(B * T)), preRstd = arena.allocate(Shape(B * T))
         lnPre.forward(embedded, into: stream, mean: preMean, rstd: preRstd)
         let scratch = arena.allocate(Shape(B, T, W))
-        var saved: [CLIPResidualBlock.Activations] = []
         let body = blocks.dropLast()
         let shared = keepActivations ? nil : body.first?.makeActivations(arena, batch: B, tokens: T)
-        for block in body {
+        let start = arena.mark
+        var blockFloats = 0
+        for (i, block) in body.enumerated() {
             let a = shared ?? block.makeActivations(arena, batch: B, tokens: T)
+            if shared == nil {
+                if i == 0 { blockFloats = arena.mark - start }
+                precondition(arena.mark == start + (i + 1) * blockFloats, "CLIP block activations of unequal size")
+            }
             block.forward(stream, saved: a, scratch: scratch)
-            saved.append(a)
         }
+        let saved = keepActivations && !body.isEmpty
+            ? CLIPResidualBlock.ActivationLayout(arena: arena, start: start, stride: blockFloats, batch: B, tokens: T) : nil
         // Only token 0 leaves the encoder: the last block runs for the class token alone.
         let classTokens = arena.allocate(Shape(B, W))
         var last: CLIPResidualBlock.ClassTokenActivations?
@@ -146,8 +152,10 @@ public struct CLIPImageEncoder {
             for b in 0..<B { dStream[b][0].copy(from: dClass[b]) }
         }
         let scratch = blocks.first?.makeScratch(arena, batch: B, tokens: T)
-        for (block, saved) in zip(blocks.dropLast(), pass.blocks).reversed() {
-            block.backward(dStream, saved: saved, scratch: scratch!)
+        if let saved = pass.blocks {
+            for i in stride(from: blocks.count - 2, through: 0, by: -1) {
+                blocks[i].backward(dStream, saved: saved.activations(i, of: blocks[i]), scratch: scratch!)
+            }
         }
         let dEmbedded = arena.allocate(Shape(B, T, W))
         lnPre.backward(dStream, x: pass.embedded, mean: pass.preMean, rstd: pass.preRstd, dx: dEmbedded,

@@ -31,8 +31,8 @@ public struct CLIPTextEncoder {
     public struct Pass {
         let batch: Int
         let tokens: Int               // positions run: max EOT index + 1
-        let endPositions: [Int]
-        let blocks: [CLIPResidualBlock.Activations]
+        let endPositions: EndPositions
+        let blocks: CLIPResidualBlock.ActivationLayout?   // nil: not kept
         let endRows: TensorView       // [B, W] stream rows at the EOT positions
         let normed: TensorView        // [B, W]
         let mean, rstd: TensorView
@@ -55,11 +55,44 @@ public struct CLIPTextEncoder {
 
     /// The EOT position of each id row: the index of its largest id (as the reference reads it).
     public static func endPositions(_ ids: [[Int32]]) -> [Int] {
-        ids.map { row in
-            var best = 0
-            for (i, id) in row.enumerated() where id > row[best] { best = i }  // first maximum
-            return best
+        ids.map(endPosition)
+    }
+
+    /// The EOT position of one id row: the index of its largest id (the first, on ties).
+    static func endPosition(_ row: [Int32]) -> Int {
+        var best = 0
+        for (i, id) in row.enumerated() where id > row[best] { best = i }  // first maximum
+        return best
+    }
+
+    /// The EOT positions of a batch: given, or read off the token ids row by row when asked (no
+    /// array is made for them in `encode` and `forward(ids:…)`, which run in training loops).
+    enum EndPositions: CustomStringConvertible {
+        case listed([Int])
+        case ofIDs([[Int32]])
+
+        var count: Int {
+            switch self {
+            case .listed(let positions): return positions.count
+            case .ofIDs(let ids): return ids.count
+            }
         }
+
+        subscript(_ b: Int) -> Int {
+            switch self {
+            case .listed(let positions): return positions[b]
+            case .ofIDs(let ids): return CLIPTextEncoder.endPosition(ids[b])
+            }
+        }
+
+        /// Positions the batch runs: the last EOT position + 1 (1 for an empty batch).
+        var tokens: Int {
+            var last = 0
+            for b in 0..<count { last = max(last, self[b]) }
+            return last + 1
+        }
+
+        var description: String { "\((0..<count).map { self[$0] })" }
     }
 
     /// The token-embedding rows of `ids` ([B][context]) for positions 0..<tokens → [B, tokens, W].
@@ -78,13 +111,13 @@ public struct CLIPTextEncoder {
 
     /// Features of tokenised texts: ids [B][context] → features [B, E].
     public func encode(_ ids: [[Int32]], into features: TensorView, arena: Arena) {
-        let ends = Self.endPositions(ids)
-        let T = (ends.max() ?? 0) + 1
+        let ends = EndPositions.ofIDs(ids)
+        let T = ends.tokens
         let mark = arena.mark
         defer { arena.release(to: mark) }
         let x = arena.allocate(Shape(ids.count, T, config.textWidth))
         embed(ids, tokens: T, into: x)
-        forward(embeddings: x, endPositions: ends, into: features, arena: arena)
+        forward(embeddings: x, ends: ends, into: features, arena: arena, keepActivations: false)
     }
 
     /// Trainable forward of tokenised texts: ids [B][context] → features [B, E], keeping the
@@ -92,11 +125,11 @@ public struct CLIPTextEncoder {
     /// reaches the token-embedding table. The embedded input is allocated in `arena`.
     @discardableResult
     public func forward(ids: [[Int32]], into features: TensorView, arena: Arena) -> Pass {
-        let ends = Self.endPositions(ids)
-        let T = (ends.max() ?? 0) + 1
+        let ends = EndPositions.ofIDs(ids)
+        let T = ends.tokens
         let x = arena.allocate(Shape(ids.count, T, config.textWidth))
         embed(ids, tokens: T, into: x)
-        var pass = forward(embeddings: x, endPositions: ends, into: features, arena: arena, keepActivations: true)
+        var pass = forward(embeddings: x, ends: ends, into: features, arena: arena, keepActivations: true)
         pass.ids = ids
         return pass
     }
@@ -107,19 +140,33 @@ public struct CLIPTextEncoder {
     @discardableResult
     public func forward(embeddings x: TensorView, endPositions: [Int], into features: TensorView, arena: Arena,
                         keepActivations: Bool = false) -> Pass {
+        forward(embeddings: x, ends: .listed(endPositions), into: features, arena: arena, keepActivations: keepActivations)
+    }
+
+    /// `forward(embeddings:endPositions:…)` with the positions as `EndPositions`.
+    @discardableResult
+    func forward(embeddings x: TensorView, ends endPositions: EndPositions, into features: TensorView, arena: Arena,
+                 keepActivations: Bool) -> Pass {
         let c = config, B = x.shape[0], T = x.shape[1], W = c.textWidth, E = c.embedDimension
         precondition(x.shape == Shape(B, T, W) && T <= c.contextLength && endPositions.count == B
-                     && endPositions.allSatisfy({ $0 >= 0 && $0 < T }) && features.shape == Shape(B, E),
+                     && (0..<B).allSatisfy({ endPositions[$0] >= 0 && endPositions[$0] < T })
+                     && features.shape == Shape(B, E),
                      "CLIP text encoder: x \(x.shape), ends \(endPositions), features \(features.shape)")
         for b in 0..<B { add(positionalEmbedding.value.rows(0, T), into: x[b]) }
         let scratch = arena.allocate(Shape(B, T, W))
-        var saved: [CLIPResidualBlock.Activations] = []
         let shared = keepActivations ? nil : blocks.first?.makeActivations(arena, batch: B, tokens: T)
-        for block in blocks {
+        let start = arena.mark
+        var blockFloats = 0
+        for (i, block) in blocks.enumerated() {
             let a = shared ?? block.makeActivations(arena, batch: B, tokens: T)
+            if shared == nil {
+                if i == 0 { blockFloats = arena.mark - start }
+                precondition(arena.mark == start + (i + 1) * blockFloats, "CLIP block activations of unequal size")
+            }
             block.forward(x, saved: a, scratch: scratch)
-            saved.append(a)
         }
+        let saved = keepActivations && !blocks.isEmpty
+            ? CLIPResidualBlock.ActivationLayout(arena: arena, start: start, stride: blockFloats, batch: B, tokens: T) : nil
         let endRows = arena.allocate(Shape(B, W))
         for b in 0..<B { endRows[b].copy(from: x[b][endPositions[b]]) }
         let normed = arena.allocate(Shape(B, W)), mean = arena.allocate(Shape(B)), rstd = arena.allocate(Shape(B))
@@ -152,11 +199,13 @@ public struct CLIPTextEncoder {
         let dEnd = arena.allocate(Shape(B, W))
         lnFinal.backward(dNormed, x: pass.endRows, mean: pass.mean, rstd: pass.rstd, dx: dEnd,
                          accumulate: false, parameterGradients: true)
-        let dStream = arena.zeros([B, T, W])
+        let dStream = arena.zeros(Shape(B, T, W))
         for b in 0..<B { dStream[b][pass.endPositions[b]].copy(from: dEnd[b]) }
         let scratch = blocks.first?.makeScratch(arena, batch: B, tokens: T)
-        for (block, saved) in zip(blocks, pass.blocks).reversed() {
-            block.backward(dStream, saved: saved, scratch: scratch!)
+        if let saved = pass.blocks {
+            for i in stride(from: blocks.count - 1, through: 0, by: -1) {
+                blocks[i].backward(dStream, saved: saved.activations(i, of: blocks[i]), scratch: scratch!)
+            }
         }
         // x = embeddings + positions[0..<T]: the stream gradient is the embedding gradient, and
         // the positional rows collect it summed over the batch.

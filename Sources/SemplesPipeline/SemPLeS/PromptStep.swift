@@ -113,7 +113,7 @@ public final class PromptStep {
         let b = arena.allocate(Shape(C, E))
         let pass = clip.text.encodeBackgroundPrompts(prompts.prompts.value, template: template, into: b, arena: arena,
                                                      keepActivations: true)
-        let dB = arena.zeros([C, E])
+        let dB = arena.zeros(Shape(C, E))
         let h0 = hypers[0]
         for (p, pair) in pairs.enumerated() {
             let k = pair.classIndex

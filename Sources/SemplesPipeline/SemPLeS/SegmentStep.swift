@@ -29,7 +29,8 @@ func pairLoss(_ kind: SimilarityLoss.Kind, similarity s: Float, pairs P: Int, we
     var value = s, derivative: Float = 0
     let v = withUnsafeMutablePointer(to: &value) { sp in
         withUnsafeMutablePointer(to: &derivative) { dp in
-            SimilarityLoss.evaluate(kind, TensorView(sp, [1]), gradient: TensorView(dp, [1]), weight: weight / Float(P))
+            SimilarityLoss.evaluate(kind, TensorView(sp, Shape(1)), gradient: TensorView(dp, Shape(1)),
+                                    weight: weight / Float(P))
         }
     }
     loss += v / Float(P)
@@ -66,19 +67,30 @@ public final class SegmentStep {
 
     private let arena: Arena
     private var slots: [ImageSlot] = []
+    // Arrays an iteration fills, kept between iterations so that filling them allocates nothing
+    // once they have grown to a batch's size.
+    private var allPairs: [SemPLeSPair] = []
+    private var group: [ImageSlot] = []
+    private var work: [(slot: Int, k: Int)] = []
 
     /// One image's state between its forward and its backward.
     final class ImageSlot {
         let features = WeakTrBackboneFeatures()
         let cache = WeakTrHeadAAF.Cache()
         let upsampled, masks, statistics, dMasks: Tensor
-        var image = TensorView(UnsafeMutablePointer<Float>(bitPattern: 16)!, [0])
+        /// The gradient of one upsampled map (scratch of the mask backward).
+        let dUpsampled: Tensor
+        /// [C, hp, wp] the fine CAM's gradient, made on the first backward.
+        var dFine = Tensor([1])
+        var image = TensorView(UnsafeMutablePointer<Float>(bitPattern: 16)!, Shape(0))
         var classes: [Int] = []
+        var dropPathScales: [Float] = []
         init(classCount C: Int, size S: Int) {
             upsampled = Tensor([C, S, S])
             masks = Tensor([C, S, S])
             statistics = Tensor([C, 4])
             dMasks = Tensor([C, S, S])
+            dUpsampled = Tensor([S, S])
         }
     }
 
@@ -115,7 +127,7 @@ public final class SegmentStep {
         let B = images.shape[0], S = images.shape[2], C = head.config.classCount, E = clip.config.embedDimension
         precondition(images.shape == Shape(B, 3, S, S) && S == clip.config.imageResolution && labels.shape == Shape(B, C),
                      "segment step: images \(images.shape), labels \(labels.shape), CLIP input \(clip.config.imageResolution)")
-        let allPairs = SemPLeSMasks.pairs(labels: labels)
+        SemPLeSMasks.pairs(labels: labels, into: &allPairs)
         var terms = SemPLeSLossTerms()
         terms.pairs = allPairs.count
         guard !allPairs.isEmpty else { return terms }
@@ -128,12 +140,13 @@ public final class SegmentStep {
         // Images are taken in groups whose pairs fill one CLIP micro-batch, so CLIP runs on up
         // to 2·pairsPerPass inputs at a time; each image keeps its own head/AAF state until its
         // pairs are done.
-        var group: [ImageSlot] = []
+        group.removeAll(keepingCapacity: true)
         var groupPairs = 0
         func flush() {
-            let work = group.enumerated().flatMap { (slot, s) in s.classes.map { (slot: slot, k: $0) } }
+            work.removeAll(keepingCapacity: true)
+            for (slot, s) in group.enumerated() { for k in s.classes { work.append((slot: slot, k: k)) } }
             for start in stride(from: 0, to: work.count, by: pairsPerPass) {
-                let chunk = Array(work[start..<min(work.count, start + pairsPerPass)])
+                let chunk = work[start..<min(work.count, start + pairsPerPass)]
                 let g = chunk.count
                 arena.reset()
                 // Rows 0..<g: foregrounds; rows g..<2g: backgrounds.
@@ -144,7 +157,7 @@ public final class SegmentStep {
                 }
                 let feats = arena.allocate(Shape(2 * g, E))
                 let pass = clip.image.forward(inputs, into: feats, arena: arena, keepActivations: true)
-                let dFeats = arena.zeros([2 * g, E])
+                let dFeats = arena.zeros(Shape(2 * g, E))
                 for (i, w) in chunk.enumerated() {
                     let k = w.k
                     let text = classText.view[k].reshaped(Shape(1, E))
@@ -170,7 +183,7 @@ public final class SegmentStep {
                         backwardCosine(dRef, fg, b, into: dFeats[i].reshaped(Shape(1, E)))
                     }
                 }
-                let dInputs = arena.zeros([2 * g, 3, S, S])
+                let dInputs = arena.zeros(Shape(2 * g, 3, S, S))
                 clip.image.backward(dFeats, pass: pass, imagesGradient: dInputs, arena: arena)
                 for (i, w) in chunk.enumerated() {
                     let s = group[w.slot]
@@ -179,29 +192,33 @@ public final class SegmentStep {
                 }
             }
             for s in group {
-                let dFine = Tensor([C, s.features.patchRows, s.features.patchColumns])
+                let fineShape = Shape(C, s.features.patchRows, s.features.patchColumns)
+                if s.dFine.shape != fineShape { s.dFine = Tensor(fineShape.dims) } else { s.dFine.view.zero() }
                 SemPLeSMasks.backward(s.dMasks.view, upsampled: s.upsampled.view, statistics: s.statistics.view,
-                                      epsilon: epsilon, dFine: dFine.view, maps: s.classes)
-                head.backward(dFine.view, features: s.features, cache: s.cache)
+                                      epsilon: epsilon, dFine: s.dFine.view, maps: s.classes, scratch: s.dUpsampled.view)
+                head.backward(s.dFine.view, features: s.features, cache: s.cache)
             }
-            group.removeAll()
+            group.removeAll(keepingCapacity: true)
             groupPairs = 0
         }
         for n in 0..<B {
-            let ks = allPairs.filter { $0.image == n }.map(\.classIndex)
-            if ks.isEmpty { continue }   // no pair, no gradient (skip the forward too)
+            if !allPairs.contains(where: { $0.image == n }) { continue }   // no pair, no gradient (skip the forward too)
             let slot = slot(group.count, classCount: C, size: S)
             slot.image = images[n]
-            slot.classes = ks
+            slot.classes.removeAll(keepingCapacity: true)
+            for pair in allPairs where pair.image == n { slot.classes.append(pair.classIndex) }
             var scales: [Float]? = nil
-            if generator != nil { scales = backbone.sampleDropPathScales(maximum: dropPathRate, generator: &generator!) }
+            if generator != nil {
+                backbone.sampleDropPathScales(maximum: dropPathRate, generator: &generator!, into: &slot.dropPathScales)
+                scales = slot.dropPathScales
+            }
             backbone.backboneFeatures(slot.image, into: slot.features, dropPathScales: scales)
             head.forward(slot.features, cache: slot.cache)
             SemPLeSMasks.forward(fine: slot.cache.fine.view, epsilon: epsilon, upsampled: slot.upsampled.view,
                                  masks: slot.masks.view, statistics: slot.statistics.view)
             slot.dMasks.view.zero()
             group.append(slot)
-            groupPairs += ks.count
+            groupPairs += slot.classes.count
             if groupPairs >= pairsPerPass { flush() }
         }
         flush()
@@ -213,7 +230,7 @@ public final class SegmentStep {
 /// s = ⟨u/‖u‖, v/‖v‖⟩ for u, v: [1, E].
 func cosine(_ u: TensorView, _ v: TensorView) -> Float {
     var s: Float = 0
-    withUnsafeMutablePointer(to: &s) { CosineSimilarity.forward(u, v, into: TensorView($0, [1])) }
+    withUnsafeMutablePointer(to: &s) { CosineSimilarity.forward(u, v, into: TensorView($0, Shape(1))) }
     return s
 }
 
@@ -221,5 +238,5 @@ func cosine(_ u: TensorView, _ v: TensorView) -> Float {
 func backwardCosine(_ ds: Float, _ u: TensorView, _ v: TensorView, into du: TensorView) {
     if ds == 0 { return }
     var g = ds
-    withUnsafeMutablePointer(to: &g) { CosineSimilarity.backward(TensorView($0, [1]), u, v, du: du, dv: nil) }
+    withUnsafeMutablePointer(to: &g) { CosineSimilarity.backward(TensorView($0, Shape(1)), u, v, du: du, dv: nil) }
 }

@@ -21,10 +21,17 @@ public enum SemPLeSMasks {
 
     /// All (n, k) with labels[n, k] == 1, n outer, k inner. labels: [B, C].
     public static func pairs(labels: TensorView) -> [SemPLeSPair] {
-        let B = labels.shape[0], C = labels.shape[1]
         var out: [SemPLeSPair] = []
-        for n in 0..<B { for k in 0..<C where labels.data[n * C + k] == 1 { out.append(SemPLeSPair(image: n, classIndex: k)) } }
+        pairs(labels: labels, into: &out)
         return out
+    }
+
+    /// `pairs` into `out` (replacing its contents, keeping its capacity): a training loop reuses one
+    /// array across iterations.
+    public static func pairs(labels: TensorView, into out: inout [SemPLeSPair]) {
+        let B = labels.shape[0], C = labels.shape[1]
+        out.removeAll(keepingCapacity: true)
+        for n in 0..<B { for k in 0..<C where labels.data[n * C + k] == 1 { out.append(SemPLeSPair(image: n, classIndex: k)) } }
     }
 
     /// fine: [M, h, w] → upsampled, masks: [M, S, S] (S from masks), statistics: [M, 4] kept for backward.
@@ -73,19 +80,21 @@ public enum SemPLeSMasks {
 
     /// Back from dMasks: [M, S, S] through the min-max (gradients to the argmin/argmax pixels) and
     /// the upsampling: dFine: [M, h, w] (+=). `maps` limits the work to the maps that have a
-    /// gradient (the positive pairs); nil means all.
+    /// gradient (the positive pairs); nil means all. `scratch` ([S, S], overwritten) is the
+    /// upsampled map's gradient; nil makes one per call.
     public static func backward(_ dMasks: TensorView, upsampled: TensorView, statistics: TensorView, epsilon: Float,
-                                dFine: TensorView, maps: [Int]? = nil) {
+                                dFine: TensorView, maps: [Int]? = nil, scratch: TensorView? = nil) {
         let r = dMasks.shape.rank
         let S1 = dMasks.shape[r - 2], S2 = dMasks.shape[r - 1], M = dMasks.count / (S1 * S2)
         let h = dFine.shape[dFine.shape.rank - 2], w = dFine.shape[dFine.shape.rank - 1]
-        let dUp = Tensor([S1, S2])
+        precondition(scratch == nil || scratch!.count == S1 * S2, "mask backward scratch \(scratch!.shape) for \(S1)×\(S2)")
+        let dUp = scratch ?? Tensor([S1, S2]).view
         for m in maps ?? Array(0..<M) {
             MinMaxNormalization.backward(dMasks.slice(offset: m * S1 * S2, Shape(1, S1, S2)),
                                          x: upsampled.slice(offset: m * S1 * S2, Shape(1, S1, S2)), eps: epsilon,
                                          statistics: statistics.slice(offset: m * 4, Shape(1, 4)),
-                                         dx: dUp.view.reshaped(Shape(1, S1, S2)), accumulate: false)
-            Resize.bilinearBackward(dUp.view.reshaped(Shape(1, S1, S2)), dx: dFine.slice(offset: m * h * w, Shape(1, h, w)),
+                                         dx: dUp.reshaped(Shape(1, S1, S2)), accumulate: false)
+            Resize.bilinearBackward(dUp.reshaped(Shape(1, S1, S2)), dx: dFine.slice(offset: m * h * w, Shape(1, h, w)),
                                     alignCorners: true)
         }
     }

@@ -129,19 +129,34 @@ public final class WeakTr {
 
     /// DropPath rates of the blocks: linspace(0, rate, depth) (spec §2.1.1).
     public func dropPathRates(maximum rate: Float = 0.1) -> [Float] {
+        (0..<config.depth).map { dropPathRate(block: $0, maximum: rate) }
+    }
+
+    /// The DropPath rate of block l: linspace(0, rate, depth)[l].
+    func dropPathRate(block l: Int, maximum rate: Float) -> Float {
         let L = config.depth
-        return (0..<L).map { L > 1 ? rate * Float($0) / Float(L - 1) : 0 }
+        return L > 1 ? rate * Float(l) / Float(L - 1) : 0
     }
 
     /// Per-sample DropPath scales of one image: [2·L] (attention branch, MLP branch of each block),
     /// each 0 or 1/(1 − p) with probability p of 0, drawn from the generator in block order.
     public func sampleDropPathScales(maximum rate: Float = 0.1, generator: inout SeededGenerator) -> [Float] {
-        var scales = [Float](repeating: 1, count: 2 * config.depth)
+        var scales: [Float] = []
+        sampleDropPathScales(maximum: rate, generator: &generator, into: &scales)
+        return scales
+    }
+
+    /// `sampleDropPathScales` into `scales` (made [2·L] when it is not), so that a training loop
+    /// drawing them per image reuses one array instead of making one each time.
+    public func sampleDropPathScales(maximum rate: Float = 0.1, generator: inout SeededGenerator,
+                                     into scales: inout [Float]) {
+        let L = config.depth
+        if scales.count != 2 * L { scales = [Float](repeating: 1, count: 2 * L) }
         scales.withUnsafeMutableBufferPointer { buffer in
-            for (l, p) in dropPathRates(maximum: rate).enumerated() {
-                DropPath(rate: p).sample(into: TensorView(buffer.baseAddress! + 2 * l, [2]), generator: &generator)
+            for l in 0..<L {
+                DropPath(rate: dropPathRate(block: l, maximum: rate))
+                    .sample(into: TensorView(buffer.baseAddress! + 2 * l, Shape(2)), generator: &generator)
             }
         }
-        return scales
     }
 }

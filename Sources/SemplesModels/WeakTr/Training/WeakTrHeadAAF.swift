@@ -41,7 +41,11 @@ public final class WeakTrHeadAAF {
         private var arena = Arena(capacity: 0)
         private(set) var fusion: AdaptiveAttentionFusion.Cache?
         private(set) var fusionScratch: AdaptiveAttentionFusion.Scratch?
-        private var shapeKey: [Int] = []
+        /// The sizes the buffers were made for (a struct, not an array: `prepare` runs per image).
+        private struct Geometry: Equatable {
+            var classCount, hp, wp, channels, embedDimension, channelHidden, featureHidden: Int
+        }
+        private var geometry: Geometry?
 
         public init() {}
 
@@ -50,9 +54,11 @@ public final class WeakTrHeadAAF {
 
         func prepare(_ model: WeakTr, hp: Int, wp: Int) {
             let c = model.config
-            let key = [c.classCount, hp, wp, c.channelCount, c.embedDimension, c.channelHidden, c.featureHidden]
-            if key == shapeKey { return }
-            shapeKey = key
+            let key = Geometry(classCount: c.classCount, hp: hp, wp: wp, channels: c.channelCount,
+                               embedDimension: c.embedDimension, channelHidden: c.channelHidden,
+                               featureHidden: c.featureHidden)
+            if key == geometry { return }
+            geometry = key
             let C = c.classCount, P = hp * wp, N = C + P
             fine = Tensor([C, hp, wp])
             fused = Tensor([N, P])
