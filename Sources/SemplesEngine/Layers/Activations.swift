@@ -43,23 +43,6 @@ public enum Activation: Sendable, Equatable {
         Parallel.forRanges(n, grain: max(1, 16_384 / max(c, 1)),
                            BiasRows(kind: kernelKind, pp: pre.data, bp: bias?.data, op: out.data, c: c))
     }
-
-    /// f(v) per lane, in Swift (the C kernels compute the same polynomials); for scalar callers and tests.
-    @inline(__always)
-    static func value(_ act: Activation, _ v: Float8) -> Float8 {
-        switch act {
-        case .gelu:
-            return v * 0.5 * (1 + erf8(v * 0.707_106_781_186_547_6))
-        case .quickGELU:
-            return v / (1 + exp8(v * -1.702))
-        case .relu:
-            return v.replacing(with: 0, where: v .< 0)
-        case .sigmoid:
-            return 1 / (1 + exp8(-v))
-        case .identity:
-            return v
-        }
-    }
 }
 
 /// Row softmax: x, p: [R, C] → p[r, :] = softmax(x[r, :]).
