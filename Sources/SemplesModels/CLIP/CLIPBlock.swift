@@ -67,6 +67,26 @@ struct CLIPResidualBlock {
         }
     }
 
+    /// Runs `blocks` in order on the residual stream x: [B, T, D]. With `keepActivations`, each
+    /// block's activations are laid out one after another in `arena` (equal sizes, checked) and
+    /// their layout is returned for backward; without, the blocks share one set and nil comes back.
+    static func forward(_ blocks: some Collection<CLIPResidualBlock>, _ x: TensorView, scratch: TensorView,
+                        arena: Arena, batch B: Int, tokens T: Int, keepActivations: Bool) -> ActivationLayout? {
+        let shared = keepActivations ? nil : blocks.first?.makeActivations(arena, batch: B, tokens: T)
+        let start = arena.mark
+        var blockFloats = 0
+        for (i, block) in blocks.enumerated() {
+            let a = shared ?? block.makeActivations(arena, batch: B, tokens: T)
+            if shared == nil {
+                if i == 0 { blockFloats = arena.mark - start }
+                precondition(arena.mark == start + (i + 1) * blockFloats, "CLIP block activations of unequal size")
+            }
+            block.forward(x, saved: a, scratch: scratch)
+        }
+        return keepActivations && !blocks.isEmpty
+            ? ActivationLayout(arena: arena, start: start, stride: blockFloats, batch: B, tokens: T) : nil
+    }
+
     /// x: [B, T, D] updated in place (the residual stream). The block's input is copied into
     /// `saved.input` for backward.
     func forward(_ x: TensorView, saved a: Activations, scratch: TensorView) {

@@ -86,20 +86,8 @@ public struct CLIPImageEncoder {
         let preMean = arena.allocate(Shape(B * T)), preRstd = arena.allocate(Shape(B * T))
         lnPre.forward(embedded, into: stream, mean: preMean, rstd: preRstd)
         let scratch = arena.allocate(Shape(B, T, W))
-        let body = blocks.dropLast()
-        let shared = keepActivations ? nil : body.first?.makeActivations(arena, batch: B, tokens: T)
-        let start = arena.mark
-        var blockFloats = 0
-        for (i, block) in body.enumerated() {
-            let a = shared ?? block.makeActivations(arena, batch: B, tokens: T)
-            if shared == nil {
-                if i == 0 { blockFloats = arena.mark - start }
-                precondition(arena.mark == start + (i + 1) * blockFloats, "CLIP block activations of unequal size")
-            }
-            block.forward(stream, saved: a, scratch: scratch)
-        }
-        let saved = keepActivations && !body.isEmpty
-            ? CLIPResidualBlock.ActivationLayout(arena: arena, start: start, stride: blockFloats, batch: B, tokens: T) : nil
+        let saved = CLIPResidualBlock.forward(blocks.dropLast(), stream, scratch: scratch, arena: arena,
+                                              batch: B, tokens: T, keepActivations: keepActivations)
         // Only token 0 leaves the encoder: the last block runs for the class token alone.
         let classTokens = arena.allocate(Shape(B, W))
         var last: CLIPResidualBlock.ClassTokenActivations?

@@ -154,19 +154,8 @@ public struct CLIPTextEncoder {
                      "CLIP text encoder: x \(x.shape), ends \(endPositions), features \(features.shape)")
         for b in 0..<B { add(positionalEmbedding.value.rows(0, T), into: x[b]) }
         let scratch = arena.allocate(Shape(B, T, W))
-        let shared = keepActivations ? nil : blocks.first?.makeActivations(arena, batch: B, tokens: T)
-        let start = arena.mark
-        var blockFloats = 0
-        for (i, block) in blocks.enumerated() {
-            let a = shared ?? block.makeActivations(arena, batch: B, tokens: T)
-            if shared == nil {
-                if i == 0 { blockFloats = arena.mark - start }
-                precondition(arena.mark == start + (i + 1) * blockFloats, "CLIP block activations of unequal size")
-            }
-            block.forward(x, saved: a, scratch: scratch)
-        }
-        let saved = keepActivations && !blocks.isEmpty
-            ? CLIPResidualBlock.ActivationLayout(arena: arena, start: start, stride: blockFloats, batch: B, tokens: T) : nil
+        let saved = CLIPResidualBlock.forward(blocks, x, scratch: scratch, arena: arena,
+                                              batch: B, tokens: T, keepActivations: keepActivations)
         let endRows = arena.allocate(Shape(B, W))
         for b in 0..<B { endRows[b].copy(from: x[b][endPositions[b]]) }
         let normed = arena.allocate(Shape(B, W)), mean = arena.allocate(Shape(B)), rstd = arena.allocate(Shape(B))
