@@ -87,9 +87,12 @@ int semples_kernels_isa(void) {
     return isa;
 }
 
+int semples_kernels_supported(int isa) {
+    return isa == SEMPLES_ISA_GENERIC || (isa == SEMPLES_ISA_AVX2_FMA && cpu_has_avx2_fma());
+}
+
 int semples_kernels_set_isa(int isa) {
-    if (isa == SEMPLES_ISA_AVX2_FMA && !cpu_has_avx2_fma()) return 0;
-    if (isa != SEMPLES_ISA_AVX2_FMA && isa != SEMPLES_ISA_GENERIC) return 0;
+    if (!semples_kernels_supported(isa)) return 0;
     __atomic_store_n(&chosen, isa, __ATOMIC_RELAXED);
     return 1;
 }

@@ -18,9 +18,7 @@ public enum ElementwiseKernels {
 
     /// The variants this CPU can run.
     public static var available: [Variant] {
-        let current = active
-        defer { _ = semples_kernels_set_isa(current.code) }
-        return Variant.allCases.filter { semples_kernels_set_isa($0.code) != 0 }
+        Variant.allCases.filter { semples_kernels_supported($0.code) != 0 }
     }
 
     /// Switches every later kernel call to `variant`; false (and no change) when this CPU cannot

@@ -27,6 +27,8 @@ enum {
 /// The variant in use ("generic" or "avx2+fma"); selects it on first use.
 const char *semples_kernels_isa_name(void);
 int semples_kernels_isa(void);
+/// Non-zero when this CPU can run the variant.
+int semples_kernels_supported(int isa);
 /// Forces a variant (tests compare them); returns 0 when this CPU cannot run it.
 int semples_kernels_set_isa(int isa);
 

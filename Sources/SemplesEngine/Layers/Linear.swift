@@ -25,43 +25,39 @@ public struct Linear: Sendable {
     /// x: [N, in] → y: [N, out]. Overwrites y. With a bias, y's rows start as the bias and the
     /// GEMM accumulates onto them (one pass over y instead of a clearing pass and a bias pass).
     public func forward(_ x: TensorView, into y: TensorView) {
-        guard let b = bias else { return forwardWithoutBias(x, into: y) }
-        precondition(y.count % max(outFeatures, 1) == 0, "Linear \(weight.shape): y \(y.shape)")
-        let n = y.count / max(outFeatures, 1)
-        Parallel.forRanges(n, grain: max(1, 16_384 / max(outFeatures, 1)),
-                           FillRows(yp: y.data, vp: b.value.data, residual: nil, c: outFeatures))
-        accumulate(x, into: y)
+        guard bias != nil else { return forwardWithoutBias(x, into: y) }
+        layRows(of: y, residual: nil)
+        multiply(x, into: y, beta: 1)
     }
 
     /// y = residual + x·Wᵀ + b in one pass over y before the GEMM (y must not alias x; it may
     /// alias residual). For a residual connection after the layer.
     public func forward(_ x: TensorView, addingTo residual: TensorView, into y: TensorView) {
-        precondition(residual.count == y.count && y.count % max(outFeatures, 1) == 0,
-                     "Linear \(weight.shape): residual \(residual.shape), y \(y.shape)")
-        let n = y.count / max(outFeatures, 1)
-        Parallel.forRanges(n, grain: max(1, 16_384 / max(outFeatures, 1)),
-                           FillRows(yp: y.data, vp: bias?.value.data, residual: residual.data, c: outFeatures))
-        accumulate(x, into: y)
-    }
-
-    /// y += x·Wᵀ.
-    func accumulate(_ x: TensorView, into y: TensorView) {
-        let n = x.count / inFeatures
-        precondition(x.count == n * inFeatures && y.count == n * outFeatures,
-                     "Linear \(weight.shape): x \(x.shape), y \(y.shape)")
-        BLAS.gemm(transB: true, m: n, n: outFeatures, k: inFeatures,
-                  a: x.data, lda: inFeatures, b: weight.value.data, ldb: inFeatures,
-                  beta: 1, c: y.data, ldc: outFeatures)
+        precondition(residual.count == y.count, "Linear \(weight.shape): residual \(residual.shape), y \(y.shape)")
+        layRows(of: y, residual: residual)
+        multiply(x, into: y, beta: 1)
     }
 
     /// y = x·Wᵀ only; the caller adds the bias (fused with an activation, see Activation.forwardAddingBias).
     public func forwardWithoutBias(_ x: TensorView, into y: TensorView) {
+        multiply(x, into: y, beta: 0)
+    }
+
+    /// y's rows become residual (or 0) + bias (when there is one), before a GEMM adds onto them.
+    private func layRows(of y: TensorView, residual: TensorView?) {
+        precondition(y.count % max(outFeatures, 1) == 0, "Linear \(weight.shape): y \(y.shape)")
+        Parallel.forRanges(y.count / max(outFeatures, 1), grain: max(1, 16_384 / max(outFeatures, 1)),
+                           FillRows(yp: y.data, vp: bias?.value.data, residual: residual?.data, c: outFeatures))
+    }
+
+    /// y = x·Wᵀ + beta·y.
+    private func multiply(_ x: TensorView, into y: TensorView, beta: Float) {
         let n = x.count / inFeatures
         precondition(x.count == n * inFeatures && y.count == n * outFeatures,
                      "Linear \(weight.shape): x \(x.shape), y \(y.shape)")
         BLAS.gemm(transB: true, m: n, n: outFeatures, k: inFeatures,
                   a: x.data, lda: inFeatures, b: weight.value.data, ldb: inFeatures,
-                  beta: 0, c: y.data, ldc: outFeatures)
+                  beta: beta, c: y.data, ldc: outFeatures)
     }
 
     /// dy: [N, out], x: [N, in]. dx (+)= dy·W (skipped when nil); weight.grad += dyᵀ·x; bias.grad += Σ rows dy.

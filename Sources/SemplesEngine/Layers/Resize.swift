@@ -16,6 +16,13 @@ public enum Resize {
         return Float(n) / Float(m)
     }
 
+    /// Source steps along height and width (`sourceScale` for each axis).
+    static func sourceScales(_ H: Int, _ W: Int, _ Ho: Int, _ Wo: Int, alignCorners: Bool,
+                             scaleFactors: (height: Double, width: Double)?) -> (Float, Float) {
+        (sourceScale(input: H, output: Ho, alignCorners: alignCorners, scaleFactor: scaleFactors?.height),
+         sourceScale(input: W, output: Wo, alignCorners: alignCorners, scaleFactor: scaleFactors?.width))
+    }
+
     /// Source tap of output index d on an axis of n inputs: (index, fraction). Computed on the fly,
     /// so resizing allocates nothing.
     @inline(__always)
@@ -44,8 +51,7 @@ public enum Resize {
     public static func bilinear(_ x: TensorView, into y: TensorView, alignCorners: Bool,
                                 scaleFactors: (height: Double, width: Double)? = nil) {
         let (P, H, W, Ho, Wo) = planes(x, y)
-        let sy = sourceScale(input: H, output: Ho, alignCorners: alignCorners, scaleFactor: scaleFactors?.height)
-        let sx = sourceScale(input: W, output: Wo, alignCorners: alignCorners, scaleFactor: scaleFactors?.width)
+        let (sy, sx) = sourceScales(H, W, Ho, Wo, alignCorners: alignCorners, scaleFactors: scaleFactors)
         let xp = x.data, yp = y.data
         Parallel.forEachWithoutBLAS(P * Ho, BilinearRows(xp: xp, yp: yp, H: H, W: W, Ho: Ho, Wo: Wo, sy: sy, sx: sx,
                                                          alignCorners: alignCorners))
@@ -55,8 +61,7 @@ public enum Resize {
     public static func bilinearBackward(_ dy: TensorView, dx: TensorView, alignCorners: Bool,
                                         scaleFactors: (height: Double, width: Double)? = nil) {
         let (P, H, W, Ho, Wo) = planes(dx, dy)
-        let sy = sourceScale(input: H, output: Ho, alignCorners: alignCorners, scaleFactor: scaleFactors?.height)
-        let sx = sourceScale(input: W, output: Wo, alignCorners: alignCorners, scaleFactor: scaleFactors?.width)
+        let (sy, sx) = sourceScales(H, W, Ho, Wo, alignCorners: alignCorners, scaleFactors: scaleFactors)
         let gp = dy.data, dp = dx.data
         // Each plane belongs to one worker, so the scattered adds never race.
         Parallel.forEachWithoutBLAS(P, BilinearBackwardPlanes(gp: gp, dp: dp, H: H, W: W, Ho: Ho, Wo: Wo, sy: sy, sx: sx,
@@ -76,8 +81,7 @@ public enum Resize {
     public static func bicubic(_ x: TensorView, into y: TensorView, alignCorners: Bool = false,
                                scaleFactors: (height: Double, width: Double)? = nil) {
         let (P, H, W, Ho, Wo) = planes(x, y)
-        let sy = sourceScale(input: H, output: Ho, alignCorners: alignCorners, scaleFactor: scaleFactors?.height)
-        let sx = sourceScale(input: W, output: Wo, alignCorners: alignCorners, scaleFactor: scaleFactors?.width)
+        let (sy, sx) = sourceScales(H, W, Ho, Wo, alignCorners: alignCorners, scaleFactors: scaleFactors)
         let xp = x.data, yp = y.data
         Parallel.forEachWithoutBLAS(P * Ho, BicubicRows(xp: xp, yp: yp, H: H, W: W, Ho: Ho, Wo: Wo, sy: sy, sx: sx,
                                                         alignCorners: alignCorners))
